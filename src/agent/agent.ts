@@ -1,0 +1,119 @@
+import type { Logger } from "pino";
+import { LlmError, StorageError } from "../errors.js";
+import type { InboundMessage } from "../messages.js";
+import type { ChatMessage, SessionStore } from "../storage/session-store.js";
+import { HELP_TEXT, parseCommand } from "./commands.js";
+import type { LlmClient } from "./llm-types.js";
+import type { ReplySink } from "./reply-sink.js";
+import type { Tool } from "./tools.js";
+
+/** What the agent needs; all of it is passed in. */
+export interface AgentOptions {
+  llm: LlmClient;
+  sessions: SessionStore;
+  reply: ReplySink;
+  systemPrompt: string;
+  tools: Tool[];
+  logger: Logger;
+  /** Text telling the operator what to configure when no LLM is set up. */
+  unconfiguredText: string;
+  /** Called after each LLM answer with its timing, for metrics and the benchmark. */
+  onLlmDone?: (m: InboundMessage, llmMs: number) => void;
+}
+
+const MAX_TOOL_ROUNDS = 4;
+
+/**
+ * The agent: for each message, loads the user's session, asks the LLM (running tool calls
+ * it makes), saves the pruned session and replies. Every failure ends in an error reply.
+ */
+export class Agent {
+  private readonly toolSpecs;
+  private readonly toolsByName: Map<string, Tool>;
+
+  constructor(private readonly o: AgentOptions) {
+    this.toolSpecs = o.tools.map((t) => t.spec);
+    this.toolsByName = new Map(o.tools.map((t) => [t.spec.function.name, t]));
+  }
+
+  /** Handles one message end to end; never throws for a message-level failure. */
+  async handle(m: InboundMessage, signal: AbortSignal): Promise<void> {
+    const command = parseCommand(m.text);
+    if (command === "reset") {
+      this.o.sessions.reset(m.userId);
+      await this.o.reply.final(m, "Done: I forgot our conversation. Let's start fresh.", false);
+      return;
+    }
+    if (command === "help" || command === "start") {
+      await this.o.reply.final(m, HELP_TEXT, false);
+      return;
+    }
+    if (!this.o.llm.configured) {
+      await this.o.reply.final(m, this.o.unconfiguredText, true);
+      return;
+    }
+    let text: string;
+    try {
+      text = await this.answer(m, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const log = this.o.logger.child({ msgId: m.id });
+      if (err instanceof LlmError) {
+        log.error({ err, code: err.code }, "LLM failed after retries; sending an error reply");
+        await this.o.reply.final(m, `Sorry, I could not get an answer: ${err.message}. Please try again in a minute.`, true);
+      } else if (err instanceof StorageError) {
+        log.error({ err }, "session store failed; sending an error reply");
+        await this.o.reply.final(m, "Sorry, my memory store is failing right now. Please try again in a minute.", true);
+      } else {
+        log.error({ err }, "message failed; sending an error reply");
+        await this.o.reply.final(m, "Sorry, something went wrong on my side. Please try again.", true);
+      }
+      return;
+    }
+    await this.o.reply.final(m, text, false);
+  }
+
+  private async answer(m: InboundMessage, signal: AbortSignal): Promise<string> {
+    const history = await this.o.sessions.load(m.userId);
+    const turn: ChatMessage[] = [{ role: "user", content: m.text }];
+    for (let round = 0; ; round++) {
+      const res = await this.o.llm.complete({
+        system: this.o.systemPrompt,
+        messages: history.length === 0 ? turn : [...history, ...turn],
+        tools: round < MAX_TOOL_ROUNDS ? this.toolSpecs : [],
+        signal,
+        msgId: m.id,
+        onDelta: (d) => this.o.reply.delta(m, d),
+        onRestart: () => this.o.reply.restart(m),
+      });
+      this.o.onLlmDone?.(m, res.llmMs);
+      if (res.toolCalls.length === 0 || round >= MAX_TOOL_ROUNDS) {
+        const text = res.text.trim() || "(the model returned an empty answer)";
+        turn.push({ role: "assistant", content: text });
+        this.o.sessions.save(m.userId, history.length === 0 ? turn : [...history, ...turn]);
+        return text;
+      }
+      turn.push({ role: "assistant", content: res.text || null, tool_calls: res.toolCalls });
+      for (const call of res.toolCalls) {
+        turn.push({ role: "tool", tool_call_id: call.id, content: await this.runTool(call.function.name, call.function.arguments) });
+      }
+    }
+  }
+
+  private async runTool(name: string, rawArgs: string): Promise<string> {
+    const tool = this.toolsByName.get(name);
+    if (!tool) return JSON.stringify({ error: `unknown tool ${name}` });
+    let args: Record<string, unknown> = {};
+    try {
+      const parsed: unknown = rawArgs ? JSON.parse(rawArgs) : {};
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) args = parsed as Record<string, unknown>;
+    } catch {
+      return JSON.stringify({ error: "arguments were not valid JSON" });
+    }
+    try {
+      return await tool.run(args);
+    } catch (err) {
+      return JSON.stringify({ error: (err as Error).message });
+    }
+  }
+}

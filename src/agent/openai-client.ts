@@ -1,0 +1,148 @@
+import OpenAI from "openai";
+import pLimit from "p-limit";
+import type { Logger } from "pino";
+import { RateLimiterMemory, RateLimiterQueue } from "rate-limiter-flexible";
+import { LlmError } from "../errors.js";
+import type { ChatMessage } from "../storage/session-store.js";
+import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
+import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
+
+/** Settings of the OpenAI-compatible client, from `[llm]`. */
+export interface OpenAiClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  model: string;
+  maxConcurrency: number;
+  requestsPerMinute: number;
+  timeoutMs: number;
+  maxRetries: number;
+  maxTokens?: number | undefined;
+  temperature?: number | undefined;
+  /** False when neither a key nor a non-default endpoint is set. */
+  configured: boolean;
+  logger: Logger;
+  backoff?: { baseMs: number; capMs: number };
+}
+
+function toLlmError(err: unknown, timedOut: boolean): LlmError {
+  if (err instanceof LlmError) return err;
+  if (timedOut || err instanceof OpenAI.APIConnectionTimeoutError) {
+    return new LlmError("E_LLM_TIMEOUT", "the LLM did not answer in time", { retryable: true, cause: err });
+  }
+  if (err instanceof OpenAI.APIError && err.status !== undefined) {
+    const status = err.status;
+    const retryAfterMs = parseRetryAfter(err.headers);
+    const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
+    const what =
+      status === 401 || status === 403
+        ? "the LLM provider rejected the API key"
+        : status === 404
+          ? "the LLM provider does not know this model or URL"
+          : status === 429
+            ? "the LLM provider is rate limiting us"
+            : status >= 500
+              ? "the LLM provider had an internal error"
+              : "the LLM provider refused the request";
+    return new LlmError(`E_LLM_${status}`, `${what} (HTTP ${status})`, {
+      retryable,
+      status,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      cause: err,
+    });
+  }
+  if (err instanceof OpenAI.APIConnectionError || err instanceof TypeError) {
+    return new LlmError("E_LLM_CONNECTION", "cannot reach the LLM provider", { retryable: true, cause: err });
+  }
+  if (err instanceof SyntaxError) {
+    return new LlmError("E_LLM_MALFORMED", "the LLM provider sent a malformed answer", { retryable: true, cause: err });
+  }
+  return new LlmError("E_LLM", `the LLM call failed: ${(err as Error)?.message ?? String(err)}`, { retryable: true, cause: err });
+}
+
+/**
+ * The LLM client on the official `openai` SDK, so any OpenAI-compatible server works
+ * (OpenAI, OpenRouter, Ollama, vLLM, Groq). Calls are bounded by a concurrency limit and a
+ * requests-per-minute limiter, streamed, and retried on 429, 5xx, timeouts and broken streams
+ * with exponential backoff and jitter, honouring Retry-After. The SDK's own retries are off
+ * so that one loop owns the policy. Node's fetch pools keep-alive connections per origin.
+ */
+export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
+  const sdk = new OpenAI({
+    baseURL: o.baseUrl,
+    // The SDK insists on a key; local servers (Ollama, vLLM) ignore it.
+    apiKey: o.apiKey || "not-needed",
+    maxRetries: 0,
+    timeout: o.timeoutMs,
+  });
+  const limit = pLimit(o.maxConcurrency);
+  const rpm =
+    o.requestsPerMinute > 0
+      ? new RateLimiterQueue(new RateLimiterMemory({ points: o.requestsPerMinute, duration: 60 }), { maxQueueSize: 100_000 })
+      : undefined;
+  const backoff = o.backoff ?? { baseMs: 500, capMs: 20_000 };
+
+  async function attempt(req: LlmRequest): Promise<LlmResponse> {
+    if (rpm) await rpm.removeTokens(1);
+    const timeout = AbortSignal.timeout(o.timeoutMs);
+    const signal = AbortSignal.any([req.signal, timeout]);
+    const started = performance.now();
+    let streamed = false;
+    try {
+      const stream = await sdk.chat.completions.create(
+        {
+          model: o.model,
+          messages: [{ role: "system", content: req.system }, ...(req.messages as OpenAI.ChatCompletionMessageParam[])],
+          stream: true,
+          ...(req.tools && req.tools.length > 0 ? { tools: req.tools } : {}),
+          ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
+          ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
+        },
+        { signal },
+      );
+      let text = "";
+      const calls: { id: string; name: string; args: string }[] = [];
+      let usage: LlmResponse["usage"];
+      for await (const chunk of stream) {
+        const choice = chunk.choices?.[0];
+        const delta = choice?.delta;
+        if (delta?.content) {
+          text += delta.content;
+          streamed = true;
+          req.onDelta?.(delta.content);
+        }
+        for (const tc of delta?.tool_calls ?? []) {
+          const slot = (calls[tc.index] ??= { id: "", name: "", args: "" });
+          if (tc.id) slot.id = tc.id;
+          if (tc.function?.name) slot.name += tc.function.name;
+          if (tc.function?.arguments) slot.args += tc.function.arguments;
+        }
+        if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
+      }
+      const toolCalls: NonNullable<ChatMessage["tool_calls"]> = calls
+        .filter((c) => c && c.name)
+        .map((c, i) => ({ id: c.id || `call_${i}`, type: "function", function: { name: c.name, arguments: c.args } }));
+      return { text, toolCalls, llmMs: performance.now() - started, ...(usage ? { usage } : {}) };
+    } catch (err) {
+      if (req.signal.aborted) throw req.signal.reason;
+      const e = toLlmError(err, timeout.aborted);
+      if (streamed) req.onRestart?.();
+      throw e;
+    }
+  }
+
+  return {
+    configured: o.configured,
+    async complete(req) {
+      for (let i = 0; ; i++) {
+        try {
+          return await limit(() => attempt(req));
+        } catch (err) {
+          if (!(err instanceof LlmError) || !err.retryable || i >= o.maxRetries) throw err;
+          const wait = backoffDelay(i, backoff, err.retryAfterMs);
+          o.logger.warn({ msgId: req.msgId, code: err.code, attempt: i + 1, waitMs: wait }, "LLM call failed; retrying");
+          await sleep(wait, req.signal);
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,29 @@
+import type { Logger } from "pino";
+import type { HttpRoutes } from "../http/http-server.js";
+import type { ChannelId, InboundMessage, OutboundMessage } from "../messages.js";
+
+/** What a channel gets when it starts. */
+export interface ChannelContext {
+  /** Hands a message to the bus; resolves once accepted, rejects with `BusFullError` when full. */
+  publish(m: InboundMessage): Promise<void>;
+  logger: Logger;
+  signal: AbortSignal;
+  /** The gateway's HTTP server, for channels that serve endpoints (web chat, webhooks). */
+  http: HttpRoutes;
+}
+
+/** A platform adapter: platform events in, platform calls out. Never touches sessions or the LLM. */
+export interface Channel {
+  readonly id: ChannelId;
+  readonly limits: { maxTextLength: number; canEdit: boolean; canType: boolean };
+  start(ctx: ChannelContext): Promise<void>;
+  stop(): Promise<void>;
+  send(m: OutboundMessage): Promise<{ messageId: string }>;
+  edit?(conversationId: string, messageId: string, text: string): Promise<void>;
+  typing?(conversationId: string): Promise<void>;
+  /**
+   * A piece of a reply still being generated for `replyToId`; `null` means the stream
+   * restarted and what was shown must be discarded.
+   */
+  preview?(conversationId: string, replyToId: string, chunk: string | null): void;
+}

@@ -1,0 +1,172 @@
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import { BusClosedError, BusFullError } from "../../errors.js";
+import { HttpError, readBody, sendJson } from "../../http/http-server.js";
+import type { InboundMessage, OutboundMessage } from "../../messages.js";
+import type { Channel, ChannelContext } from "../types.js";
+import { SseHub } from "./sse-hub.js";
+
+/** What `GET /api/messages/:id` shows; the gateway's result store provides it. */
+export interface WebchatResult {
+  status: "pending" | "done" | "error";
+  userId: string;
+  reply?: string;
+  error?: string;
+}
+
+/** Settings of the web chat channel. */
+export interface WebchatChannelConfig {
+  maxBodyBytes: number;
+  /** Absolute path of the chat page served at `/`. */
+  pagePath: string;
+  lookup(id: string): Promise<WebchatResult | undefined>;
+  /** Shown on the page and by `/api/status`: what the operator must set, if anything. */
+  status(): { llmConfigured: boolean; hint?: string };
+}
+
+const MAX_TEXT = 32_000;
+const userField = z
+  .string({ error: "user: expected a string" })
+  .min(1, { error: "user: must not be empty" })
+  .max(200, { error: "user: at most 200 characters" })
+  .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), { error: "user: control characters are not allowed" });
+const bodySchema = z.strictObject(
+  {
+    user: userField,
+    text: z
+      .string({ error: "text: expected a string" })
+      .max(MAX_TEXT, { error: `text: at most ${MAX_TEXT} characters` })
+      .refine((v) => v.trim().length > 0, { error: "text: must not be empty" }),
+  },
+  { error: (i) => (i.code === "unrecognized_keys" ? `unknown field(s): ${i.keys.join(", ")}` : "expected a JSON object {\"user\", \"text\"}") },
+);
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function parseMessageBody(buf: Buffer): { user: string; text: string } {
+  let text: string;
+  try {
+    text = utf8.decode(buf);
+  } catch {
+    throw new HttpError(400, "body is not valid UTF-8");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `body is not valid JSON: ${err instanceof SyntaxError ? err.message : "too deeply nested"}`);
+  }
+  const parsed = bodySchema.safeParse(json);
+  if (!parsed.success) throw new HttpError(400, parsed.error.issues.map((i) => i.message).join("; "));
+  return parsed.data;
+}
+
+function requireJson(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
+    throw new HttpError(415, "send the body as JSON with Content-Type: application/json");
+  }
+}
+
+/**
+ * The embedded web chat: a JSON API (`POST /api/messages`, `GET /api/messages/:id`), a
+ * server-sent-events stream of replies (`GET /api/stream?user=`) and a page at `/`.
+ */
+export class WebchatChannel implements Channel {
+  readonly id = "webchat" as const;
+  readonly limits = { maxTextLength: Number.MAX_SAFE_INTEGER, canEdit: false, canType: false };
+  private readonly hub = new SseHub();
+  private page: Buffer | undefined;
+
+  constructor(private readonly cfg: WebchatChannelConfig) {}
+
+  async start(ctx: ChannelContext): Promise<void> {
+    this.page = readFileSync(this.cfg.pagePath);
+    const page = this.page;
+    ctx.http.add("GET", "/", (_req, res) => {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-length": page.length, "cache-control": "no-cache" });
+      res.end(page);
+    });
+    ctx.http.add("GET", "/api/status", (_req, res) => sendJson(res, 200, this.cfg.status()));
+    ctx.http.add("POST", "/api/messages", (req, res) => this.post(req, res, ctx));
+    ctx.http.add("GET", "/api/messages/*", (_req, res, url) => this.get(res, url));
+    ctx.http.add("GET", "/api/stream", (req, res, url) => this.stream(req, res, url));
+  }
+
+  private async post(req: IncomingMessage, res: ServerResponse, ctx: ChannelContext): Promise<void> {
+    requireJson(req);
+    const body = parseMessageBody(await readBody(req, this.cfg.maxBodyBytes));
+    const conversationId = `webchat:${body.user}`;
+    const m: InboundMessage = {
+      id: `webchat:${randomUUID()}`,
+      channel: "webchat",
+      conversationId,
+      userId: conversationId,
+      sender: { id: body.user, isBot: false },
+      text: body.text,
+      isDirect: true,
+      mentionsBot: true,
+      attachments: [],
+      receivedAt: Date.now(),
+    };
+    try {
+      await ctx.publish(m);
+    } catch (err) {
+      if (err instanceof BusFullError) throw new HttpError(503, "busy, try again in a moment", { "retry-after": "1" });
+      if (err instanceof BusClosedError) throw new HttpError(503, "the gateway is restarting, try again in a moment", { "retry-after": "2" });
+      throw err;
+    }
+    sendJson(res, 202, { id: m.id });
+  }
+
+  private async get(res: ServerResponse, url: URL): Promise<void> {
+    let id: string;
+    try {
+      id = decodeURIComponent(url.pathname.slice("/api/messages/".length));
+    } catch {
+      throw new HttpError(400, "malformed message id");
+    }
+    if (!id.startsWith("webchat:") || id.length > 100) throw new HttpError(404, "no such message");
+    const result = await this.cfg.lookup(id);
+    if (!result) throw new HttpError(404, "no such message");
+    sendJson(res, 200, {
+      status: result.status,
+      ...(result.reply !== undefined ? { reply: result.reply } : {}),
+      ...(result.error !== undefined ? { error: result.error } : {}),
+    });
+  }
+
+  private stream(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const user = url.searchParams.get("user");
+    const check = userField.safeParse(user ?? "");
+    if (!check.success) throw new HttpError(400, user === null ? "user: required as ?user=" : (check.error.issues[0]?.message ?? "bad user"));
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    if (!this.hub.add(`webchat:${check.data}`, res)) {
+      res.end("event: error\ndata: {\"error\":\"too many open streams\"}\n\n");
+      return;
+    }
+    res.write(": connected\n\n");
+    req.socket.setNoDelay(true);
+  }
+
+  async stop(): Promise<void> {
+    this.hub.close();
+  }
+
+  async send(m: OutboundMessage): Promise<{ messageId: string }> {
+    this.hub.emit(m.conversationId, "reply", { id: m.replyToId, status: m.isError ? "error" : "done", text: m.text });
+    return { messageId: m.idempotencyKey };
+  }
+
+  preview(conversationId: string, replyToId: string, chunk: string | null): void {
+    if (chunk === null) this.hub.emit(conversationId, "restart", { id: replyToId });
+    else this.hub.emit(conversationId, "token", { id: replyToId, text: chunk });
+  }
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+
+// Only what `--version` and `--help` need is imported up front; each command loads its
+// own modules, so the CLI starts about as fast as Node itself.
+
+const HELP = `zeptoclaw - a lean, self-hosted personal AI assistant gateway
+
+Usage:
+  zeptoclaw gateway [--config FILE]        run the gateway
+  zeptoclaw config check [--config FILE]   validate a config and print it, secrets masked
+  zeptoclaw bench [options]                measure throughput, latency and memory
+  zeptoclaw --version                      print the version
+  zeptoclaw --help                         print this help
+
+Run "zeptoclaw <command> --help" for a command's options.
+`;
+
+const GATEWAY_HELP = `Usage: zeptoclaw gateway [--config FILE]
+
+Runs the gateway: the web chat on [http] host:port and every enabled channel.
+
+Options:
+  -c, --config FILE   TOML config file (defaults apply without one)
+  -h, --help          print this help
+
+Environment: ZEPTOCLAW_<SECTION>_<KEY> overrides any key (ZEPTOCLAW_LLM_MODEL=...),
+plus OPENAI_API_KEY, OPENAI_BASE_URL and LOG_LEVEL.
+`;
+
+const CONFIG_HELP = `Usage: zeptoclaw config check [--config FILE]
+
+Validates the configuration (defaults < file < environment) and prints the effective
+config with secrets masked. Exits 0 when valid, 2 listing every problem when not.
+
+Options:
+  -c, --config FILE   TOML config file
+  -h, --help          print this help
+`;
+
+/** A usage mistake: printed with a pointer to --help, exit code 2. */
+class UsageError extends Error {}
+
+function parse(args: string[], withConfig: boolean): { config?: string; help: boolean } {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        help: { type: "boolean", short: "h" },
+        ...(withConfig ? { config: { type: "string" as const, short: "c" } } : {}),
+      },
+    });
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    return { help: values.help === true, ...(typeof values.config === "string" ? { config: values.config } : {}) };
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function printConfigProblems(err: unknown): Promise<boolean> {
+  const { ConfigError } = await import("./errors.js");
+  if (!(err instanceof ConfigError)) return false;
+  process.stderr.write(`zeptoclaw: the configuration has ${err.issues.length === 1 ? "a problem" : `${err.issues.length} problems`}:\n`);
+  for (const i of err.issues) process.stderr.write(`  - ${i.key ? `${i.key}: ` : ""}${i.message}\n`);
+  return true;
+}
+
+async function configCheck(args: string[]): Promise<number> {
+  const opts = parse(args, true);
+  if (opts.help) {
+    process.stdout.write(CONFIG_HELP);
+    return 0;
+  }
+  const { loadConfig, maskSecrets } = await import("./config/load.js");
+  const { stringify } = await import("smol-toml");
+  try {
+    const loaded = loadConfig({ file: opts.config });
+    process.stdout.write(`# effective configuration${loaded.file ? ` from ${loaded.file}` : " (defaults)"}; secrets masked\n`);
+    process.stdout.write(`${stringify(maskSecrets(loaded.config) as Record<string, unknown>)}\n`);
+    return 0;
+  } catch (err) {
+    if (await printConfigProblems(err)) return 2;
+    throw err;
+  }
+}
+
+async function gateway(args: string[]): Promise<number> {
+  const opts = parse(args, true);
+  if (opts.help) {
+    process.stdout.write(GATEWAY_HELP);
+    return 0;
+  }
+  const { loadConfig } = await import("./config/load.js");
+  let loaded;
+  try {
+    loaded = loadConfig({ file: opts.config });
+  } catch (err) {
+    if (await printConfigProblems(err)) return 2;
+    throw err;
+  }
+  const { createLogger } = await import("./observability/logger.js");
+  const logger = createLogger({ level: loaded.config.log.level, secrets: loaded.secrets });
+  const { startGateway } = await import("./gateway.js");
+  let gw;
+  try {
+    gw = await startGateway({ config: loaded.config, logger });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const message =
+      code === "EADDRINUSE"
+        ? `http.port ${loaded.config.http.port} on ${loaded.config.http.host} is already in use; stop the other process or set a different port`
+        : (err as Error).message;
+    logger.fatal({ err }, `cannot start: ${message}`);
+    logger.flush();
+    process.stderr.write(`zeptoclaw: cannot start: ${message}\n`);
+    return 1;
+  }
+  // PM2's wait_ready: tell it we serve.
+  process.send?.("ready");
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        logger.warn({ signal }, "second signal: exiting without finishing the drain");
+        logger.flush();
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, "shutting down: intake stopped, draining");
+      gw.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    // PM2 on Windows and some supervisors send this message instead of a signal.
+    process.on("message", (msg) => {
+      if (msg === "shutdown") stop("shutdown");
+    });
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "--version":
+    case "-v":
+    case "version": {
+      const { packageVersion } = await import("./package-info.js");
+      process.stdout.write(`${packageVersion()}\n`);
+      return 0;
+    }
+    case "--help":
+    case "-h":
+    case "help":
+      process.stdout.write(HELP);
+      return 0;
+    case undefined:
+      process.stderr.write(HELP);
+      return 2;
+    case "gateway":
+      return gateway(rest);
+    case "config": {
+      const [sub, ...subArgs] = rest;
+      if (sub === "check") return configCheck(subArgs);
+      if (sub === "--help" || sub === "-h" || sub === undefined) {
+        process.stdout.write(CONFIG_HELP);
+        return sub === undefined ? 2 : 0;
+      }
+      throw new UsageError(`unknown config subcommand "${sub}"`);
+    }
+    case "bench": {
+      const { benchCommand } = await import("../bench/cli.js");
+      return benchCommand(rest);
+    }
+    default:
+      throw new UsageError(command.startsWith("-") ? `unknown option "${command}"` : `unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Anything still holding the loop (a stuck socket) must not keep a stopped gateway alive.
+    setTimeout(() => process.exit(code), 3_000).unref();
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`zeptoclaw: ${err.message}\nRun "zeptoclaw --help" for usage.\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`zeptoclaw: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,86 @@
+import { z } from "zod";
+
+const posInt = () =>
+  z.int({ error: "expected a positive integer" }).positive({ error: "expected a positive integer" });
+const nonNegInt = () =>
+  z.int({ error: "expected a whole number of 0 or more" }).min(0, { error: "expected a whole number of 0 or more" });
+const str = () => z.string({ error: "expected a string" });
+const bool = () => z.boolean({ error: "expected true or false" });
+const url = () =>
+  str().refine((v) => /^https?:\/\/[^\s]+$/.test(v), { error: "expected an http:// or https:// URL" });
+
+/** The default LLM endpoint; with no key set for it, the gateway starts and says what to configure. */
+export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
+
+const llm = z.strictObject({
+  base_url: url().default(OPENAI_DEFAULT_BASE_URL),
+  api_key: str().default(""),
+  model: str().min(1, { error: "expected a model name" }).default("gpt-4o-mini"),
+  max_concurrency: posInt().default(16),
+  requests_per_minute: nonNegInt().default(600),
+  timeout_ms: posInt().default(60_000),
+  max_retries: nonNegInt().default(4),
+  max_tokens: posInt().optional(),
+  temperature: z.number({ error: "expected a number" }).min(0).max(2).optional(),
+});
+
+const agent = z.strictObject({
+  system_prompt: str().default("You are a helpful personal assistant. Answer clearly and briefly."),
+});
+
+const session = z.strictObject({
+  store: str()
+    .refine((v) => v.startsWith("sqlite://") || v.startsWith("redis://") || v.startsWith("rediss://"), {
+      error: 'expected "sqlite://<path>" or "redis://host:port"',
+    })
+    .default("sqlite://data/sessions.sqlite"),
+  max_session_messages: posInt().default(100),
+  session_ttl_hours: z.number({ error: "expected a positive number" }).positive({ error: "expected a positive number" }).default(24),
+  cache_size: posInt().default(10_000),
+  flush_interval_ms: posInt().default(50),
+});
+
+const bus = z.strictObject({
+  buffer_size: posInt().default(10_000),
+  max_concurrency: posInt().default(256),
+  drain_timeout_ms: nonNegInt().default(10_000),
+});
+
+const http = z.strictObject({
+  host: str().min(1).default("127.0.0.1"),
+  port: z.int({ error: "expected a port number 0-65535" }).min(0).max(65535, { error: "expected a port number 0-65535" }).default(8787),
+  max_body_bytes: posInt().default(1_048_576),
+});
+
+const log = z.strictObject({
+  level: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+      error: "expected one of fatal, error, warn, info, debug, trace, silent",
+    })
+    .default("info"),
+});
+
+const webchat = z.strictObject({
+  enabled: bool().default(true),
+});
+
+const channels = z.strictObject({
+  webchat: webchat.prefault({}),
+});
+
+/** The whole configuration: one schema, every key with its default. */
+export const configSchema = z.strictObject({
+  llm: llm.prefault({}),
+  agent: agent.prefault({}),
+  session: session.prefault({}),
+  bus: bus.prefault({}),
+  http: http.prefault({}),
+  log: log.prefault({}),
+  channels: channels.prefault({}),
+});
+
+/** The validated configuration the gateway runs with. */
+export type Config = z.infer<typeof configSchema>;
+
+/** Keys whose values are secrets: masked in `config check` and scrubbed from logs. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["api_key", "token", "secret_token", "admin_token", "signing_secret", "app_token", "bot_token"]);

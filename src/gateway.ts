@@ -1,0 +1,169 @@
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { Agent } from "./agent/agent.js";
+import type { LlmClient } from "./agent/llm-types.js";
+import { createOpenAiClient } from "./agent/openai-client.js";
+import type { ReplySink } from "./agent/reply-sink.js";
+import { builtinTools } from "./agent/tools.js";
+import { MemoryBus } from "./bus/memory-bus.js";
+import type { Channel, ChannelContext } from "./channels/types.js";
+import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
+import { type Config, OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
+import { GatewayHttpServer, sendJson } from "./http/http-server.js";
+import type { InboundMessage } from "./messages.js";
+import { PACKAGE_ROOT } from "./package-info.js";
+import { openStores, type Stores } from "./storage/open-stores.js";
+
+/** What to say when no LLM is configured: exactly what to set. */
+export const UNCONFIGURED_LLM_TEXT =
+  "No LLM is configured yet. Set OPENAI_API_KEY (for OpenAI), or point llm.base_url (or OPENAI_BASE_URL) " +
+  "at a local OpenAI-compatible server such as Ollama (http://127.0.0.1:11434/v1), then restart zeptoclaw.";
+
+/** Options of `startGateway`; `llm` and `channels` replace the configured ones (benchmark, tests). */
+export interface GatewayOptions {
+  config: Config;
+  logger: Logger;
+  llm?: LlmClient;
+  channels?: Channel[];
+  /** Called when a reply is delivered, with the message it answers. */
+  onReply?: (m: InboundMessage, isError: boolean) => void;
+  onLlmDone?: (m: InboundMessage, llmMs: number) => void;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  /** The HTTP port actually bound (useful with `http.port = 0`). */
+  port: number;
+  stores: Stores;
+  bus: MemoryBus;
+  /** Publishes as a channel would: records the message as pending, then hands it to the bus. */
+  publish(m: InboundMessage): Promise<void>;
+  /** Stops intake, drains within `bus.drain_timeout_ms`, flushes the stores, closes everything. */
+  close(): Promise<void>;
+}
+
+function llmIsConfigured(config: Config): boolean {
+  return config.llm.api_key !== "" || config.llm.base_url !== OPENAI_DEFAULT_BASE_URL;
+}
+
+/** Builds every part from the config and starts serving. */
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = o;
+  const stores = await openStores(config.session, logger);
+  const configured = llmIsConfigured(config);
+  const llm =
+    o.llm ??
+    createOpenAiClient({
+      baseUrl: config.llm.base_url,
+      apiKey: config.llm.api_key,
+      model: config.llm.model,
+      maxConcurrency: config.llm.max_concurrency,
+      requestsPerMinute: config.llm.requests_per_minute,
+      timeoutMs: config.llm.timeout_ms,
+      maxRetries: config.llm.max_retries,
+      maxTokens: config.llm.max_tokens,
+      temperature: config.llm.temperature,
+      configured,
+      logger: logger.child({ component: "llm" }),
+    });
+  if (!llm.configured) logger.warn(UNCONFIGURED_LLM_TEXT);
+
+  const bus = new MemoryBus({
+    bufferSize: config.bus.buffer_size,
+    maxConcurrency: config.bus.max_concurrency,
+    drainTimeoutMs: config.bus.drain_timeout_ms,
+    logger: logger.child({ component: "bus" }),
+  });
+  const http = new GatewayHttpServer(logger.child({ component: "http" }));
+  const channels: Channel[] =
+    o.channels ??
+    (config.channels.webchat.enabled
+      ? [
+          new WebchatChannel({
+            maxBodyBytes: config.http.max_body_bytes,
+            pagePath: join(PACKAGE_ROOT, "public", "index.html"),
+            lookup: (id) => stores.results.get(id),
+            status: () => (llm.configured ? { llmConfigured: true } : { llmConfigured: false, hint: UNCONFIGURED_LLM_TEXT }),
+          }),
+        ]
+      : []);
+  const byId = new Map(channels.map((c) => [c.id, c]));
+
+  const reply: ReplySink = {
+    delta(m, text) {
+      byId.get(m.channel)?.preview?.(m.conversationId, m.id, text);
+    },
+    restart(m) {
+      byId.get(m.channel)?.preview?.(m.conversationId, m.id, null);
+    },
+    async final(m, text, isError) {
+      stores.results.set(m.id, isError ? { status: "error", userId: m.userId, error: text } : { status: "done", userId: m.userId, reply: text });
+      const channel = byId.get(m.channel);
+      try {
+        await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
+      } catch (err) {
+        logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
+      }
+      o.onReply?.(m, isError);
+    },
+  };
+  const agent = new Agent({
+    llm,
+    sessions: stores.sessions,
+    reply,
+    systemPrompt: config.agent.system_prompt,
+    tools: builtinTools(),
+    logger: logger.child({ component: "agent" }),
+    unconfiguredText: UNCONFIGURED_LLM_TEXT,
+    ...(o.onLlmDone ? { onLlmDone: o.onLlmDone } : {}),
+  });
+  bus.consume((m, signal) => agent.handle(m, signal));
+
+  let closing = false;
+  const publish = async (m: InboundMessage): Promise<void> => {
+    // Pending is recorded first: with an instant LLM the reply can land before publish returns.
+    stores.results.set(m.id, { status: "pending", userId: m.userId });
+    try {
+      await bus.publish(m);
+    } catch (err) {
+      stores.results.delete(m.id);
+      throw err;
+    }
+  };
+
+  http.add("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
+  http.add("GET", "/readyz", async (_req, res) => {
+    const storeOk = await stores.healthy();
+    const ok = storeOk && !closing;
+    sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
+  });
+
+  const abort = new AbortController();
+  for (const channel of channels) {
+    const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
+    await channel.start(ctx);
+  }
+  const port = await http.listen(config.http.port, config.http.host);
+  logger.info({ host: config.http.host, port, channels: channels.map((c) => c.id), store: config.session.store.split("://")[0] }, "zeptoclaw gateway ready");
+
+  return {
+    port,
+    stores,
+    bus,
+    publish,
+    async close() {
+      if (closing) return;
+      closing = true;
+      const started = Date.now();
+      const report = await bus.close(config.bus.drain_timeout_ms);
+      if (report.aborted.length > 0 || report.unstarted.length > 0) {
+        logger.warn({ aborted: report.aborted, unstarted: report.unstarted.length }, "drain budget ran out; these messages were not answered");
+      }
+      abort.abort();
+      await Promise.allSettled(channels.map((c) => c.stop()));
+      await http.close();
+      await stores.close();
+      logger.info({ drainMs: Date.now() - started }, "zeptoclaw gateway stopped");
+    },
+  };
+}

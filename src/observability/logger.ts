@@ -1,0 +1,51 @@
+import { pino, type DestinationStream, type Logger } from "pino";
+
+/** Field paths redacted wherever they appear in a log object. */
+const REDACT_PATHS = [
+  "api_key",
+  "apiKey",
+  "token",
+  "authorization",
+  "*.api_key",
+  "*.apiKey",
+  "*.token",
+  "*.secret_token",
+  "*.authorization",
+  "*.Authorization",
+  "headers.authorization",
+  "headers.cookie",
+  'headers["x-telegram-bot-api-secret-token"]',
+  "req.headers.authorization",
+];
+
+/** Options of `createLogger`. */
+export interface LoggerOptions {
+  level: string;
+  /** Secret values from the config; any log line containing one has it replaced. */
+  secrets?: readonly string[];
+  /** Where lines go; stdout by default. */
+  destination?: DestinationStream;
+}
+
+/**
+ * The root pino logger: JSON lines to stdout, known secret fields redacted, and every
+ * configured secret value scrubbed from the final line wherever it hides (an error message,
+ * a URL with a bot token in it).
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
+  const scrub = (line: string): string => {
+    let out = line;
+    for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[REDACTED]");
+    return out;
+  };
+  return pino(
+    {
+      level: options.level,
+      base: { pid: process.pid },
+      redact: { paths: REDACT_PATHS, censor: "[REDACTED]" },
+      ...(secrets.length > 0 ? { hooks: { streamWrite: scrub } } : {}),
+    },
+    options.destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}

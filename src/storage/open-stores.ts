@@ -1,0 +1,96 @@
+import Keyv from "keyv";
+import type { Logger } from "pino";
+import { StorageError } from "../errors.js";
+import { ResultStore } from "./result-store.js";
+import { SessionStore } from "./session-store.js";
+import { BatchedSqliteStore } from "./sqlite-store.js";
+import { WriteBehindMap } from "./write-behind.js";
+
+/** Settings the stores need, taken from `[session]`. */
+export interface StoresConfig {
+  store: string;
+  max_session_messages: number;
+  session_ttl_hours: number;
+  cache_size: number;
+  flush_interval_ms: number;
+}
+
+/** The opened stores and how to flush and close them together. */
+export interface Stores {
+  sessions: SessionStore;
+  results: ResultStore;
+  /** Commits every pending write. */
+  flush(): Promise<void>;
+  /** True while the database answers. */
+  healthy(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const HOUR = 3_600_000;
+
+/** Opens the session and result stores on one SQLite file; throws `StorageError` if it cannot. */
+export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Stores> {
+  if (!cfg.store.startsWith("sqlite://")) {
+    throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
+  }
+  const sessionsDb = new BatchedSqliteStore(cfg.store, { table: "sessions" });
+  const resultsDb = new BatchedSqliteStore(cfg.store, { table: "results" });
+  try {
+    await sessionsDb.open();
+    await resultsDb.open();
+  } catch (err) {
+    const path = cfg.store.slice("sqlite://".length);
+    throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const ttlMs = cfg.session_ttl_hours * HOUR;
+  const sessionsKeyv = new Keyv<unknown>({ store: sessionsDb, namespace: "s", throwOnErrors: true });
+  const resultsKeyv = new Keyv<unknown>({ store: resultsDb, namespace: "r", throwOnErrors: true });
+  const log = logger.child({ component: "storage" });
+  const sessionMap = new WriteBehindMap<import("./session-store.js").Session>(sessionsKeyv, {
+    maxEntries: cfg.cache_size,
+    flushIntervalMs: cfg.flush_interval_ms,
+    ttlMs,
+    logger: log,
+  });
+  const resultMap = new WriteBehindMap<import("./result-store.js").MessageResult>(resultsKeyv, {
+    maxEntries: cfg.cache_size,
+    flushIntervalMs: cfg.flush_interval_ms,
+    ttlMs: Math.max(ttlMs, 24 * HOUR),
+    logger: log,
+  });
+  const sweep = async (): Promise<void> => {
+    try {
+      const now = Date.now();
+      await sessionsDb.sweepExpired(now);
+      await resultsDb.sweepExpired(now);
+    } catch (err) {
+      log.warn({ err }, "sweeping expired rows failed");
+    }
+  };
+  const sweeper = setInterval(() => void sweep(), HOUR);
+  sweeper.unref();
+  void sweep();
+  return {
+    sessions: new SessionStore(sessionMap, cfg.max_session_messages),
+    results: new ResultStore(resultMap),
+    async flush() {
+      await Promise.all([sessionMap.flush(), resultMap.flush()]);
+    },
+    async healthy() {
+      try {
+        await sessionsDb.query("SELECT 1");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      clearInterval(sweeper);
+      try {
+        await Promise.all([sessionMap.close(), resultMap.close()]);
+      } finally {
+        await Promise.allSettled([sessionsDb.disconnect(), resultsDb.disconnect()]);
+      }
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import type { WriteBehindMap } from "./write-behind.js";
+
+/** One turn of a conversation, in the shape the chat-completions API takes. */
+export interface ChatMessage {
+  role: "user" | "assistant" | "tool";
+  content: string | null;
+  tool_calls?: { id: string; type: "function"; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
+}
+
+/** A user's persisted conversation. */
+export interface Session {
+  messages: ChatMessage[];
+}
+
+/**
+ * Keeps the newest `max` messages, then drops what would start the history mid-exchange
+ * (a tool result or a reply without its question), so the LLM never sees an orphan.
+ */
+export function pruneHistory(messages: ChatMessage[], max: number): ChatMessage[] {
+  let start = Math.max(0, messages.length - max);
+  while (start < messages.length && messages[start]?.role !== "user") start++;
+  return start === 0 ? messages : messages.slice(start);
+}
+
+/** Sessions keyed by their owner's id (`"<channel>:<user>"`), pruned on every save. */
+export class SessionStore {
+  constructor(
+    private readonly map: WriteBehindMap<Session>,
+    private readonly maxMessages: number,
+  ) {}
+
+  /** The user's history, oldest first; empty for a new or expired session. Throws `StorageError`. */
+  async load(userId: string): Promise<ChatMessage[]> {
+    const session = await this.map.get(userId);
+    return session ? session.messages : [];
+  }
+
+  /** Saves the history, pruned to `max_session_messages`; committed with the next batch. */
+  save(userId: string, messages: ChatMessage[]): void {
+    this.map.set(userId, { messages: pruneHistory(messages, this.maxMessages) });
+  }
+
+  /** Forgets the user's session. */
+  reset(userId: string): void {
+    this.map.delete(userId);
+  }
+
+  /** Sessions held in memory. */
+  get hot(): number {
+    return this.map.size;
+  }
+}
