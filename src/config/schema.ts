@@ -64,8 +64,33 @@ const webchat = z.strictObject({
   enabled: bool().default(true),
 });
 
+const telegram = z
+  .strictObject({
+    enabled: bool().default(false),
+    token: str().default(""),
+    mode: z.enum(["polling", "webhook"], { error: 'expected "polling" or "webhook"' }).default("polling"),
+    api_root: url().default("https://api.telegram.org"),
+    webhook_url: url().optional(),
+    webhook_path: str()
+      .refine((v) => v.startsWith("/"), { error: 'expected a path starting with "/"' })
+      .default("/telegram/webhook"),
+    secret_token: str()
+      .refine((v) => /^[A-Za-z0-9_-]{1,256}$/.test(v), { error: "expected 1-256 characters of A-Z, a-z, 0-9, _ and -" })
+      .optional(),
+    allow_from: z.array(z.union([str(), z.int()]), { error: "expected a list of user ids or @usernames" }).default([]),
+    deny_by_default: bool().default(false),
+    group_mode: z.enum(["mention", "all"], { error: 'expected "mention" or "all"' }).default("mention"),
+  })
+  .superRefine((t, ctx) => {
+    if (!t.enabled) return;
+    if (!t.token) ctx.addIssue({ code: "custom", path: ["token"], message: "required when the channel is enabled (or set TELEGRAM_BOT_TOKEN)" });
+    if (t.mode === "webhook" && !t.webhook_url) ctx.addIssue({ code: "custom", path: ["webhook_url"], message: 'required when mode = "webhook"' });
+    if (t.mode === "webhook" && !t.secret_token) ctx.addIssue({ code: "custom", path: ["secret_token"], message: 'required when mode = "webhook", so forged updates are refused' });
+  });
+
 const channels = z.strictObject({
   webchat: webchat.prefault({}),
+  telegram: telegram.prefault({}),
 });
 
 /** The whole configuration: one schema, every key with its default. */
@@ -81,6 +106,9 @@ export const configSchema = z.strictObject({
 
 /** The validated configuration the gateway runs with. */
 export type Config = z.infer<typeof configSchema>;
+
+/** `[channels.telegram]`, validated. */
+export type TelegramConfig = Config["channels"]["telegram"];
 
 /** Keys whose values are secrets: masked in `config check` and scrubbed from logs. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set(["api_key", "token", "secret_token", "admin_token", "signing_secret", "app_token", "bot_token"]);
