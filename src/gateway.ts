@@ -75,18 +75,22 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     logger: logger.child({ component: "bus" }),
   });
   const http = new GatewayHttpServer(logger.child({ component: "http" }));
-  const channels: Channel[] =
-    o.channels ??
-    (config.channels.webchat.enabled
-      ? [
-          new WebchatChannel({
-            maxBodyBytes: config.http.max_body_bytes,
-            pagePath: join(PACKAGE_ROOT, "public", "index.html"),
-            lookup: (id) => stores.results.get(id),
-            status: () => (llm.configured ? { llmConfigured: true } : { llmConfigured: false, hint: UNCONFIGURED_LLM_TEXT }),
-          }),
-        ]
-      : []);
+  const channels: Channel[] = o.channels ?? [];
+  if (!o.channels && config.channels.webchat.enabled) {
+    channels.push(
+      new WebchatChannel({
+        maxBodyBytes: config.http.max_body_bytes,
+        pagePath: join(PACKAGE_ROOT, "public", "index.html"),
+        lookup: (id) => stores.results.get(id),
+        status: () => (llm.configured ? { llmConfigured: true } : { llmConfigured: false, hint: UNCONFIGURED_LLM_TEXT }),
+      }),
+    );
+  }
+  if (!o.channels && config.channels.telegram.enabled) {
+    // Loaded only when enabled: grammy is not needed to start the web chat.
+    const { createTelegramChannel } = await import("./channels/telegram/telegram-channel.js");
+    channels.push(createTelegramChannel(config.channels.telegram, { maxBodyBytes: config.http.max_body_bytes }));
+  }
   const byId = new Map(channels.map((c) => [c.id, c]));
 
   const reply: ReplySink = {
@@ -117,7 +121,19 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     unconfiguredText: UNCONFIGURED_LLM_TEXT,
     ...(o.onLlmDone ? { onLlmDone: o.onLlmDone } : {}),
   });
-  bus.consume((m, signal) => agent.handle(m, signal));
+  bus.consume(async (m, signal) => {
+    const channel = byId.get(m.channel);
+    if (!channel?.typing) return agent.handle(m, signal);
+    // Platforms show "typing" for about 5 s per call: repeat it while the agent works.
+    const typing = (): void => void channel.typing?.(m.conversationId).catch(() => undefined);
+    typing();
+    const timer = setInterval(typing, 4_500);
+    try {
+      await agent.handle(m, signal);
+    } finally {
+      clearInterval(timer);
+    }
+  });
 
   let closing = false;
   const publish = async (m: InboundMessage): Promise<void> => {
