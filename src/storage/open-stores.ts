@@ -33,10 +33,13 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
-  const sessionsDb = new BatchedSqliteStore(cfg.store, { table: "sessions" });
-  const resultsDb = new BatchedSqliteStore(cfg.store, { table: "results" });
+  let sessionsDb: BatchedSqliteStore;
+  let resultsDb: BatchedSqliteStore;
   try {
+    // One after the other: two connections switching a new file to WAL at once get SQLITE_BUSY.
+    sessionsDb = new BatchedSqliteStore(cfg.store, { table: "sessions" });
     await sessionsDb.open();
+    resultsDb = new BatchedSqliteStore(cfg.store, { table: "results" });
     await resultsDb.open();
   } catch (err) {
     const path = cfg.store.slice("sqlite://".length);

@@ -104,7 +104,8 @@ export class WriteBehindMap<T> {
 
   private change(key: string, value: T | undefined): void {
     if (this.closed) throw new StorageError("store is closed");
-    if (this.dirty.size >= this.options.maxEntries * 2 && !this.dirty.has(key)) {
+    // Backpressure only while the disk fails: a healthy burst just makes a bigger batch.
+    if (this.failures > 0 && this.dirty.size >= this.options.maxEntries * 2 && !this.dirty.has(key)) {
       throw new StorageError(`store is not accepting writes: ${this.dirty.size} changes wait for a failing disk`);
     }
     const entry = this.entries.get(key);

@@ -1,0 +1,119 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { capturedLogs, startTestGateway, type TestGateway } from "../support/harness.js";
+
+let t: TestGateway | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+async function ask(user: string, text: string): Promise<{ id: string; status: string; reply?: string; error?: string }> {
+  const posted = await t!.post(user, text);
+  expect(posted.status).toBe(202);
+  const id = posted.body.id as string;
+  return { id, ...(await t!.result(id)) };
+}
+
+describe("agent and LLM client", () => {
+  it("retries a 429, honouring Retry-After, then answers", async () => {
+    t = await startTestGateway();
+    t.llm.faults.push({ status: 429, retryAfter: 1 });
+    const started = Date.now();
+    const r = await ask("alice", "hi");
+    expect(r.status).toBe("done");
+    expect(r.reply).toBe("echo: hi");
+    expect(t.llm.count).toBe(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+
+  it("retries 500s, a broken stream, malformed JSON and a reset connection", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_LLM_MAX_RETRIES: "5" } });
+    t.llm.faults.push({ status: 500 }, { breakStream: true }, { malformed: true }, { resetConnection: true });
+    const r = await ask("alice", "still there?");
+    expect(r).toMatchObject({ status: "done", reply: "echo: still there?" });
+    expect(t.llm.count).toBe(5);
+  });
+
+  it("times out a hanging LLM call and retries it", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_LLM_TIMEOUT_MS: "300", ZEPTOCLAW_LLM_MAX_RETRIES: "1" } });
+    t.llm.faults.push({ hang: true });
+    const r = await ask("alice", "hello?");
+    expect(r).toMatchObject({ status: "done", reply: "echo: hello?" });
+  });
+
+  it("gives a clear error reply, logged with the message id, when retries are spent", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_LLM_MAX_RETRIES: "1" } });
+    t.llm.faults.push({ status: 500 }, { status: 500 }, { status: 500 });
+    const r = await ask("alice", "anyone?");
+    expect(r.status).toBe("error");
+    expect(r.error).toMatch(/could not get an answer.*HTTP 500/);
+    expect(t.llm.count).toBe(2);
+    expect(capturedLogs.some((l) => l.includes(r.id) && l.includes("LLM failed after retries"))).toBe(true);
+  });
+
+  it("does not retry a rejected API key and says so", async () => {
+    t = await startTestGateway();
+    t.llm.faults.push({ status: 401 });
+    const r = await ask("alice", "hi");
+    expect(r.status).toBe("error");
+    expect(r.error).toMatch(/rejected the API key/);
+    expect(t.llm.count).toBe(1);
+  });
+
+  it("runs a tool the LLM calls and sends it the result", async () => {
+    t = await startTestGateway({
+      llm: {
+        answer: (req) =>
+          req.messages.some((m) => m.role === "tool") ? "it is time" : { toolCalls: [{ name: "current_time", arguments: '{"time_zone":"UTC"}' }] },
+      },
+    });
+    const r = await ask("alice", "what time is it?");
+    expect(r.reply).toBe("it is time");
+    const second = t.llm.requests[1];
+    const toolMsg = second?.messages.find((m) => m.role === "tool");
+    expect(JSON.parse(toolMsg?.content ?? "{}")).toHaveProperty("utc");
+    expect(t.llm.requests[0]?.tools?.map((x) => x.function.name)).toContain("current_time");
+  });
+
+  it("keeps history per user, pruned to max_session_messages", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_SESSION_MAX_SESSION_MESSAGES: "4" } });
+    for (let i = 1; i <= 4; i++) await ask("alice", `q${i}`);
+    const last = t.llm.requests.at(-1)!;
+    // system + the 4 newest history messages (q2,a2,q3,a3) + the new question.
+    expect(last.messages.map((m) => m.content)).toEqual([t.config.agent.system_prompt, "q2", "echo: q2", "q3", "echo: q3", "q4"]);
+  });
+
+  it("never shows one user's history to another", async () => {
+    t = await startTestGateway();
+    await ask("alice", "my password is swordfish");
+    await ask("bob", "what did I say before?");
+    const bobs = t.llm.requests.at(-1)!;
+    expect(JSON.stringify(bobs.messages)).not.toContain("swordfish");
+    expect(bobs.messages.filter((m) => m.role === "user")).toHaveLength(1);
+  });
+
+  it("/reset forgets the session and /help answers without the LLM", async () => {
+    t = await startTestGateway();
+    await ask("alice", "remember banana");
+    const reset = await ask("alice", "/reset");
+    expect(reset.reply).toMatch(/forgot/);
+    const help = await ask("alice", "/help");
+    expect(help.reply).toMatch(/\/reset/);
+    expect(t.llm.count).toBe(1);
+    await ask("alice", "what fruit?");
+    expect(JSON.stringify(t.llm.requests.at(-1)!.messages)).not.toContain("banana");
+  });
+
+  it("without an LLM configured, starts and tells exactly what to set", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_LLM_BASE_URL: "https://api.openai.com/v1", ZEPTOCLAW_LLM_API_KEY: "" } });
+    const r = await ask("alice", "hi");
+    expect(r.status).toBe("error");
+    expect(r.error).toMatch(/OPENAI_API_KEY/);
+    expect(r.error).toMatch(/llm\.base_url/);
+    const status = (await (await fetch(`${t.base}/api/status`)).json()) as { llmConfigured: boolean; hint: string };
+    expect(status.llmConfigured).toBe(false);
+    expect(status.hint).toMatch(/Ollama/);
+    expect(capturedLogs.some((l) => l.includes("No LLM is configured"))).toBe(true);
+    expect(t.llm.count).toBe(0);
+  });
+});

@@ -1,0 +1,143 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { startFakeOpenAi, type FakeOpenAi } from "../support/fake-openai.js";
+import { runCli, startChildGateway } from "../support/child-gateway.js";
+import { tempDir } from "../support/harness.js";
+import { openStores } from "../../src/storage/open-stores.js";
+import { captureLogger } from "../support/harness.js";
+import { packageVersion } from "../../src/package-info.js";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function file(contents: string): string {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  const path = join(t.dir, "zeptoclaw.toml");
+  writeFileSync(path, contents);
+  return path;
+}
+
+describe("zeptoclaw CLI", () => {
+  it("prints its version and help", async () => {
+    expect(await runCli(["--version"])).toMatchObject({ code: 0, stdout: `${packageVersion()}\n` });
+    const help = await runCli(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/gateway \[--config FILE\]/);
+    expect((await runCli(["gateway", "--help"])).stdout).toMatch(/Usage: zeptoclaw gateway/);
+    expect((await runCli(["config", "check", "--help"])).stdout).toMatch(/Usage: zeptoclaw config check/);
+  });
+
+  it("exits 2 with a clear message on unknown commands and flags", async () => {
+    const cmd = await runCli(["frobnicate"]);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toMatch(/unknown command "frobnicate"/);
+    const flag = await runCli(["gateway", "--prot", "1"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/--prot/);
+    expect((await runCli(["config", "chek"])).code).toBe(2);
+  });
+
+  it("config check names every bad key at once and exits 2", async () => {
+    const bad = file(
+      ['[session]', "max_session_messages = -3", 'stor = "x"', "[llm]", "max_retries = \"many\"", "[bus]", "buffer_size = 0", "[http]", "port = 70000"].join("\n"),
+    );
+    const r = await runCli(["config", "check", "--config", bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("session.max_session_messages: expected a positive integer");
+    expect(r.stderr).toMatch(/session\.stor: unknown key; did you mean "store"\?/);
+    expect(r.stderr).toContain("llm.max_retries:");
+    expect(r.stderr).toContain("bus.buffer_size: expected a positive integer");
+    expect(r.stderr).toContain("http.port:");
+  });
+
+  it("config check names the line of a TOML syntax error and the path of a missing file", async () => {
+    const broken = file('[llm]\nmodel = "x"\nbase_url = \n');
+    const r = await runCli(["config", "check", "--config", broken]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/TOML syntax error at line 3/);
+    const missing = await runCli(["config", "check", "--config", "/nonexistent/zc.toml"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("config file not found: /nonexistent/zc.toml");
+  });
+
+  it("config check prints the effective config, env over file over defaults, secrets masked", async () => {
+    const cfg = file('[llm]\nmodel = "from-file"\napi_key = "sk-file-secret-999"\n[bus]\nbuffer_size = 5\n');
+    const r = await runCli(["config", "check", "--config", cfg], { env: { ZEPTOCLAW_BUS_BUFFER_SIZE: "7", OPENAI_BASE_URL: "http://127.0.0.1:1/v1" } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('model = "from-file"');
+    expect(r.stdout).toContain("buffer_size = 7");
+    expect(r.stdout).toContain('base_url = "http://127.0.0.1:1/v1"');
+    expect(r.stdout).toContain("max_session_messages = 100");
+    expect(r.stdout).not.toContain("sk-file-secret-999");
+    expect(r.stdout).toContain('api_key = "********"');
+    const env = await runCli(["config", "check"], { env: { ZEPTOCLAW_BUS_BUFER_SIZE: "7" } });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toMatch(/ZEPTOCLAW_BUS_BUFER_SIZE: unknown environment variable; did you mean ZEPTOCLAW_BUS_BUFFER_SIZE\?/);
+  });
+
+  it("resolves a relative store path from the config file's folder, whatever the working directory", async () => {
+    const cfg = file('[session]\nstore = "sqlite://state/s.sqlite"\n');
+    const r = await runCli(["config", "check", "--config", cfg], { cwd: "/" });
+    expect(r.stdout).toContain(`store = "sqlite://${join(cfg, "..", "state", "s.sqlite")}"`);
+  });
+
+  it("on SIGTERM stops intake, drains in-flight work and exits 0", async () => {
+    const llm: FakeOpenAi = await startFakeOpenAi({ latencyMs: 400 });
+    cleanups.push(() => llm.close());
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const store = `sqlite://${join(dir.dir, "s.sqlite")}`;
+    const gw = await startChildGateway([], {
+      ZEPTOCLAW_HTTP_PORT: "0",
+      ZEPTOCLAW_LLM_BASE_URL: llm.url,
+      ZEPTOCLAW_SESSION_STORE: store,
+    });
+    cleanups.push(() => gw.child.kill("SIGKILL"));
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${gw.base}/api/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user: `u${i}`, text: `hello ${i}` }),
+      });
+      ids.push(((await res.json()) as { id: string }).id);
+    }
+    gw.child.kill("SIGTERM");
+    expect(await gw.exited).toBe(0);
+    expect(gw.lines.some((l) => l.includes("shutting down"))).toBe(true);
+    const stores = await openStores(
+      { store, max_session_messages: 10, session_ttl_hours: 1, cache_size: 10, flush_interval_ms: 10 },
+      captureLogger(),
+    );
+    for (const id of ids) expect(await stores.results.get(id)).toMatchObject({ status: "done" });
+    await stores.close();
+  });
+
+  it("stops waiting after bus.drain_timeout_ms and still exits 0", async () => {
+    const llm = await startFakeOpenAi({ latencyMs: 20_000 });
+    cleanups.push(() => llm.close());
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const gw = await startChildGateway([], {
+      ZEPTOCLAW_HTTP_PORT: "0",
+      ZEPTOCLAW_LLM_BASE_URL: llm.url,
+      ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}`,
+      ZEPTOCLAW_BUS_DRAIN_TIMEOUT_MS: "300",
+    });
+    cleanups.push(() => gw.child.kill("SIGKILL"));
+    await fetch(`${gw.base}/api/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "slow", text: "take your time" }),
+    });
+    const started = Date.now();
+    gw.child.kill("SIGTERM");
+    expect(await gw.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(gw.lines.some((l) => l.includes("drain budget ran out"))).toBe(true);
+  });
+});
