@@ -1,0 +1,24 @@
+// PM2: `pm2 start ecosystem.config.cjs`. One process in fork mode: the embedded default
+// keeps its bus and SQLite sessions in this process, so it must not be clustered.
+module.exports = {
+  apps: [
+    {
+      name: "zeptoclaw",
+      script: "dist/src/cli.js",
+      args: "gateway --config config/default.toml",
+      cwd: __dirname,
+      exec_mode: "fork",
+      instances: 1,
+      // The gateway calls process.send("ready") once it serves; PM2 waits for it.
+      wait_ready: true,
+      listen_timeout: 10000,
+      // Above bus.drain_timeout_ms (10 s) so a drain is never cut short by SIGKILL.
+      kill_timeout: 15000,
+      max_memory_restart: "400M",
+      autorestart: true,
+      exp_backoff_restart_delay: 200,
+      merge_logs: true,
+      env: { NODE_ENV: "production" },
+    },
+  ],
+};
