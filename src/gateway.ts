@@ -9,8 +9,10 @@ import { MemoryBus } from "./bus/memory-bus.js";
 import type { Channel, ChannelContext } from "./channels/types.js";
 import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
 import { type Config, OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
+import { BusFullError } from "./errors.js";
 import { GatewayHttpServer, sendJson } from "./http/http-server.js";
 import type { InboundMessage } from "./messages.js";
+import { type GatewayMetrics, noMetrics } from "./observability/metrics-types.js";
 import { PACKAGE_ROOT } from "./package-info.js";
 import { openStores, type Stores } from "./storage/open-stores.js";
 
@@ -28,6 +30,8 @@ export interface GatewayOptions {
   /** Called when a reply is delivered, with the message it answers. */
   onReply?: (m: InboundMessage, isError: boolean) => void;
   onLlmDone?: (m: InboundMessage, llmMs: number) => void;
+  /** Where the gateway reports what it does; nothing is recorded without it. */
+  metrics?: GatewayMetrics;
 }
 
 /** A running gateway. */
@@ -49,6 +53,8 @@ function llmIsConfigured(config: Config): boolean {
 /** Builds every part from the config and starts serving. */
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const { config, logger } = o;
+  const metrics = o.metrics ?? noMetrics;
+  const provider = new URL(config.llm.base_url).host;
   const stores = await openStores(config.session, logger);
   const configured = llmIsConfigured(config);
   const llm =
@@ -65,6 +71,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       temperature: config.llm.temperature,
       configured,
       logger: logger.child({ component: "llm" }),
+      onRetry: () => metrics.retry("llm"),
     });
   if (!llm.configured) logger.warn(UNCONFIGURED_LLM_TEXT);
 
@@ -108,6 +115,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       } catch (err) {
         logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
       }
+      metrics.outbound(m.channel, isError, Date.now() - m.receivedAt);
+      if (isError) metrics.deadLetter(m.channel);
       o.onReply?.(m, isError);
     },
   };
@@ -120,6 +129,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     logger: logger.child({ component: "agent" }),
     unconfiguredText: UNCONFIGURED_LLM_TEXT,
     ...(o.onLlmDone ? { onLlmDone: o.onLlmDone } : {}),
+    onLlmCall: (_m, r) => metrics.llmCall(provider, r.ms, r.tokens, r.error),
   });
   bus.consume(async (m, signal) => {
     const channel = byId.get(m.channel);
@@ -143,9 +153,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       await bus.publish(m);
     } catch (err) {
       stores.results.delete(m.id);
+      metrics.refused(m.channel, err instanceof BusFullError ? "bus_full" : "closed");
       throw err;
     }
+    metrics.inbound(m.channel);
   };
+  const gauges = setInterval(() => metrics.setGauges({ busDepth: bus.depth, activeUsers: stores.sessions.hot }), 1_000);
+  gauges.unref();
 
   http.add("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
   http.add("GET", "/readyz", async (_req, res) => {
@@ -170,6 +184,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     async close() {
       if (closing) return;
       closing = true;
+      clearInterval(gauges);
       const started = Date.now();
       const report = await bus.close(config.bus.drain_timeout_ms);
       if (report.aborted.length > 0 || report.unstarted.length > 0) {

@@ -19,6 +19,8 @@ export interface AgentOptions {
   unconfiguredText: string;
   /** Called after each LLM answer with its timing, for metrics and the benchmark. */
   onLlmDone?: (m: InboundMessage, llmMs: number) => void;
+  /** Called after each LLM call, answered or failed for good, for metrics. */
+  onLlmCall?: (m: InboundMessage, r: { ms: number; tokens?: { prompt: number; completion: number }; error?: string }) => void;
 }
 
 const MAX_TOOL_ROUNDS = 4;
@@ -59,6 +61,7 @@ export class Agent {
       if (signal.aborted) throw err;
       const log = this.o.logger.child({ msgId: m.id });
       if (err instanceof LlmError) {
+        this.o.onLlmCall?.(m, { ms: 0, error: err.code });
         log.error({ err, code: err.code }, "LLM failed after retries; sending an error reply");
         await this.o.reply.final(m, `Sorry, I could not get an answer: ${err.message}. Please try again in a minute.`, true);
       } else if (err instanceof StorageError) {
@@ -87,6 +90,10 @@ export class Agent {
         onRestart: () => this.o.reply.restart(m),
       });
       this.o.onLlmDone?.(m, res.llmMs);
+      this.o.onLlmCall?.(m, {
+        ms: res.llmMs,
+        ...(res.usage ? { tokens: { prompt: res.usage.promptTokens, completion: res.usage.completionTokens } } : {}),
+      });
       if (res.toolCalls.length === 0 || round >= MAX_TOOL_ROUNDS) {
         const text = res.text.trim() || "(the model returned an empty answer)";
         turn.push({ role: "assistant", content: text });

@@ -22,6 +22,8 @@ export interface OpenAiClientOptions {
   configured: boolean;
   logger: Logger;
   backoff?: { baseMs: number; capMs: number };
+  /** Called before each retry, for metrics. */
+  onRetry?: (code: string) => void;
 }
 
 function toLlmError(err: unknown, timedOut: boolean): LlmError {
@@ -140,6 +142,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
           if (!(err instanceof LlmError) || !err.retryable || i >= o.maxRetries) throw err;
           const wait = backoffDelay(i, backoff, err.retryAfterMs);
           o.logger.warn({ msgId: req.msgId, code: err.code, attempt: i + 1, waitMs: wait }, "LLM call failed; retrying");
+          o.onRetry?.(err.code);
           await sleep(wait, req.signal);
         }
       }

@@ -50,6 +50,8 @@ const http = z.strictObject({
   host: str().min(1).default("127.0.0.1"),
   port: z.int({ error: "expected a port number 0-65535" }).min(0).max(65535, { error: "expected a port number 0-65535" }).default(8787),
   max_body_bytes: posInt().default(1_048_576),
+  /** Bearer token for /metrics and /dashboard; without it they answer only on loopback. */
+  admin_token: str().default(""),
 });
 
 const log = z.strictObject({
