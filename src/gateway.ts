@@ -80,6 +80,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     maxConcurrency: config.bus.max_concurrency,
     drainTimeoutMs: config.bus.drain_timeout_ms,
     logger: logger.child({ component: "bus" }),
+    journal: (m) => stores.journal.accept(m),
   });
   const http = new GatewayHttpServer(logger.child({ component: "http" }));
   const channels: Channel[] = o.channels ?? [];
@@ -88,7 +89,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       new WebchatChannel({
         maxBodyBytes: config.http.max_body_bytes,
         pagePath: join(PACKAGE_ROOT, "public", "index.html"),
-        lookup: (id) => stores.results.get(id),
+        lookup: (id) => stores.journal.get(id),
         status: () => (llm.configured ? { llmConfigured: true } : { llmConfigured: false, hint: UNCONFIGURED_LLM_TEXT }),
       }),
     );
@@ -100,6 +101,16 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   }
   const byId = new Map(channels.map((c) => [c.id, c]));
 
+  const deliver = async (m: InboundMessage, text: string, isError: boolean): Promise<void> => {
+    const channel = byId.get(m.channel);
+    try {
+      await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
+      stores.journal.delivered(m.id);
+    } catch (err) {
+      // Left "finished" in the journal: the next start tries the delivery again.
+      logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
+    }
+  };
   const reply: ReplySink = {
     delta(m, text) {
       byId.get(m.channel)?.preview?.(m.conversationId, m.id, text);
@@ -108,13 +119,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       byId.get(m.channel)?.preview?.(m.conversationId, m.id, null);
     },
     async final(m, text, isError) {
-      stores.results.set(m.id, isError ? { status: "error", userId: m.userId, error: text } : { status: "done", userId: m.userId, reply: text });
-      const channel = byId.get(m.channel);
-      try {
-        await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
-      } catch (err) {
-        logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
-      }
+      // Stored before it is sent: a crash after this point re-sends this text, never re-asks the LLM.
+      await stores.journal.finish(m.id, text, isError);
+      await deliver(m, text, isError);
       metrics.outbound(m.channel, isError, Date.now() - m.receivedAt);
       if (isError) metrics.deadLetter(m.channel);
       o.onReply?.(m, isError);
@@ -131,28 +138,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     ...(o.onLlmDone ? { onLlmDone: o.onLlmDone } : {}),
     onLlmCall: (_m, r) => metrics.llmCall(provider, r.ms, r.tokens, r.error),
   });
-  bus.consume(async (m, signal) => {
-    const channel = byId.get(m.channel);
-    if (!channel?.typing) return agent.handle(m, signal);
-    // Platforms show "typing" for about 5 s per call: repeat it while the agent works.
-    const typing = (): void => void channel.typing?.(m.conversationId).catch(() => undefined);
-    typing();
-    const timer = setInterval(typing, 4_500);
-    try {
-      await agent.handle(m, signal);
-    } finally {
-      clearInterval(timer);
-    }
-  });
-
   let closing = false;
   const publish = async (m: InboundMessage): Promise<void> => {
-    // Pending is recorded first: with an instant LLM the reply can land before publish returns.
-    stores.results.set(m.id, { status: "pending", userId: m.userId });
     try {
       await bus.publish(m);
     } catch (err) {
-      stores.results.delete(m.id);
       metrics.refused(m.channel, err instanceof BusFullError ? "bus_full" : "closed");
       throw err;
     }
@@ -168,11 +158,36 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
   });
 
+  // What a crash or a cut-short drain left: finished replies are sent again from the journal,
+  // accepted messages run again, in their original order, before anything new.
+  const left = await stores.journal.unfinished();
+  if (left.accepted.length > 0 || left.finished.length > 0) {
+    logger.warn({ rerun: left.accepted.length, resend: left.finished.length }, "recovering unfinished messages from the journal");
+  }
+  bus.replay(left.accepted);
   const abort = new AbortController();
   for (const channel of channels) {
     const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
     await channel.start(ctx);
   }
+  for (const f of left.finished) {
+    if (byId.get(f.m.channel)?.resendAfterCrash === false) stores.journal.delivered(f.m.id);
+    else await deliver(f.m, f.text, f.isError);
+  }
+  bus.consume(async (m, signal) => {
+    const channel = byId.get(m.channel);
+    if (!channel?.typing) return agent.handle(m, signal);
+    // Platforms show "typing" for about 5 s per call: repeat it while the agent works.
+    const typing = (): void => void channel.typing?.(m.conversationId).catch(() => undefined);
+    typing();
+    const timer = setInterval(typing, 4_500);
+    try {
+      await agent.handle(m, signal);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
   const port = await http.listen(config.http.port, config.http.host);
   logger.info({ host: config.http.host, port, channels: channels.map((c) => c.id), store: config.session.store.split("://")[0] }, "zeptoclaw gateway ready");
 

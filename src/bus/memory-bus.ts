@@ -9,6 +9,11 @@ export interface MemoryBusOptions {
   maxConcurrency: number;
   drainTimeoutMs: number;
   logger: Logger;
+  /**
+   * Makes acceptance durable: called before `publish` resolves; resolves false when the
+   * message was accepted before (a platform re-delivery), which is then not run again.
+   */
+  journal?: (m: InboundMessage) => Promise<boolean>;
 }
 
 /** A user's queue: an array consumed from `head`, so dequeue is O(1) without shifting. */
@@ -44,7 +49,33 @@ export class MemoryBus implements Bus {
   async publish(m: InboundMessage): Promise<void> {
     if (this.closed) throw new BusClosedError();
     if (this.count >= this.options.bufferSize) throw new BusFullError(this.options.bufferSize);
+    // The slot is taken before the journal write, so what was journaled always fits.
     this.count++;
+    if (this.options.journal) {
+      let isNew: boolean;
+      try {
+        isNew = await this.options.journal(m);
+      } catch (err) {
+        this.count--;
+        throw err;
+      }
+      if (!isNew) {
+        this.count--;
+        return;
+      }
+    }
+    this.enqueue(m);
+  }
+
+  /** Re-runs messages a previous process accepted and never answered, ahead of new ones. */
+  replay(messages: InboundMessage[]): void {
+    for (const m of messages) {
+      this.count++;
+      this.enqueue(m);
+    }
+  }
+
+  private enqueue(m: InboundMessage): void {
     let lane = this.lanes.get(m.userId);
     if (!lane) {
       lane = { items: [], head: 0, running: false };

@@ -16,6 +16,11 @@ export interface ChannelContext {
 export interface Channel {
   readonly id: ChannelId;
   readonly limits: { maxTextLength: number; canEdit: boolean; canType: boolean };
+  /**
+   * False when a reply's outcome stays readable by message id (the web chat), so a reply
+   * finished before a crash is not pushed again after it. Platforms leave it unset (true).
+   */
+  readonly resendAfterCrash?: boolean;
   start(ctx: ChannelContext): Promise<void>;
   stop(): Promise<void>;
   send(m: OutboundMessage): Promise<{ messageId: string }>;

@@ -1,7 +1,7 @@
 import Keyv from "keyv";
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
-import { ResultStore } from "./result-store.js";
+import { MessageJournal } from "./journal.js";
 import { SessionStore } from "./session-store.js";
 import { BatchedSqliteStore } from "./sqlite-store.js";
 import { WriteBehindMap } from "./write-behind.js";
@@ -18,7 +18,8 @@ export interface StoresConfig {
 /** The opened stores and how to flush and close them together. */
 export interface Stores {
   sessions: SessionStore;
-  results: ResultStore;
+  /** Accepted messages and their outcomes: replay after a crash, results by id. */
+  journal: MessageJournal;
   /** Commits every pending write. */
   flush(): Promise<void>;
   /** True while the database answers. */
@@ -28,26 +29,27 @@ export interface Stores {
 
 const HOUR = 3_600_000;
 
-/** Opens the session and result stores on one SQLite file; throws `StorageError` if it cannot. */
+/** Opens the session store and the message journal on one SQLite file; throws `StorageError` if it cannot. */
 export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Stores> {
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
   let sessionsDb: BatchedSqliteStore;
-  let resultsDb: BatchedSqliteStore;
+  let journalDb: BatchedSqliteStore;
+  let journal: MessageJournal;
   try {
     // One after the other: two connections switching a new file to WAL at once get SQLITE_BUSY.
     sessionsDb = new BatchedSqliteStore(cfg.store, { table: "sessions" });
     await sessionsDb.open();
-    resultsDb = new BatchedSqliteStore(cfg.store, { table: "results" });
-    await resultsDb.open();
+    journalDb = new BatchedSqliteStore(cfg.store, { table: "state" });
+    await journalDb.open();
+    journal = await MessageJournal.open(journalDb, logger.child({ component: "journal" }));
   } catch (err) {
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
   const ttlMs = cfg.session_ttl_hours * HOUR;
   const sessionsKeyv = new Keyv<unknown>({ store: sessionsDb, namespace: "s", throwOnErrors: true });
-  const resultsKeyv = new Keyv<unknown>({ store: resultsDb, namespace: "r", throwOnErrors: true });
   const log = logger.child({ component: "storage" });
   const sessionMap = new WriteBehindMap<import("./session-store.js").Session>(sessionsKeyv, {
     maxEntries: cfg.cache_size,
@@ -55,17 +57,12 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     ttlMs,
     logger: log,
   });
-  const resultMap = new WriteBehindMap<import("./result-store.js").MessageResult>(resultsKeyv, {
-    maxEntries: cfg.cache_size,
-    flushIntervalMs: cfg.flush_interval_ms,
-    ttlMs: Math.max(ttlMs, 24 * HOUR),
-    logger: log,
-  });
   const sweep = async (): Promise<void> => {
     try {
       const now = Date.now();
       await sessionsDb.sweepExpired(now);
-      await resultsDb.sweepExpired(now);
+      // Outcomes stay readable by id for a day at least.
+      await journal.sweep(now - Math.max(ttlMs, 24 * HOUR));
     } catch (err) {
       log.warn({ err }, "sweeping expired rows failed");
     }
@@ -75,9 +72,9 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   void sweep();
   return {
     sessions: new SessionStore(sessionMap, cfg.max_session_messages),
-    results: new ResultStore(resultMap),
+    journal,
     async flush() {
-      await Promise.all([sessionMap.flush(), resultMap.flush()]);
+      await Promise.all([sessionMap.flush(), journal.flush()]);
     },
     async healthy() {
       try {
@@ -90,9 +87,9 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     async close() {
       clearInterval(sweeper);
       try {
-        await Promise.all([sessionMap.close(), resultMap.close()]);
+        await Promise.all([sessionMap.close(), journal.flush()]);
       } finally {
-        await Promise.allSettled([sessionsDb.disconnect(), resultsDb.disconnect()]);
+        await Promise.allSettled([sessionsDb.disconnect(), journalDb.disconnect()]);
       }
     },
   };

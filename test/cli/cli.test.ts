@@ -113,7 +113,7 @@ describe("zeptoclaw CLI", () => {
       { store, max_session_messages: 10, session_ttl_hours: 1, cache_size: 10, flush_interval_ms: 10 },
       captureLogger(),
     );
-    for (const id of ids) expect(await stores.results.get(id)).toMatchObject({ status: "done" });
+    for (const id of ids) expect(await stores.journal.get(id)).toMatchObject({ status: "done" });
     await stores.close();
   });
 

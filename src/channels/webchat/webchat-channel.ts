@@ -77,6 +77,8 @@ function requireJson(req: IncomingMessage): void {
 export class WebchatChannel implements Channel {
   readonly id = "webchat" as const;
   readonly limits = { maxTextLength: Number.MAX_SAFE_INTEGER, canEdit: false, canType: false };
+  // Outcomes are readable at GET /api/messages/:id, so nothing is pushed twice after a crash.
+  readonly resendAfterCrash = false;
   private readonly hub = new SseHub();
   private page: Buffer | undefined;
 
