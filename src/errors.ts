@@ -40,6 +40,20 @@ export class BusClosedError extends BusError {
   }
 }
 
+/**
+ * A message was refused before the bus (flood limit, access). The gateway has already told
+ * the user when `userNotified`; a channel acknowledges it to its platform and moves on.
+ */
+export class RefusedError extends BusError {
+  readonly reason: "flood" | "access";
+  readonly userNotified: boolean;
+  constructor(reason: "flood" | "access", message: string, userNotified: boolean) {
+    super(reason === "flood" ? "E_FLOOD" : "E_ACCESS", message);
+    this.reason = reason;
+    this.userNotified = userNotified;
+  }
+}
+
 /** The session or result store failed; never turned into an empty session. */
 export class StorageError extends ZeptoError {
   constructor(message: string, options?: { cause?: unknown }) {

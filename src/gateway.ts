@@ -9,7 +9,8 @@ import { MemoryBus } from "./bus/memory-bus.js";
 import type { Channel, ChannelContext } from "./channels/types.js";
 import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
 import { type Config, OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
-import { BusFullError } from "./errors.js";
+import { FloodLimit } from "./bus/flood-limit.js";
+import { BusFullError, RefusedError } from "./errors.js";
 import { GatewayHttpServer, sendJson } from "./http/http-server.js";
 import type { InboundMessage } from "./messages.js";
 import { type GatewayMetrics, noMetrics } from "./observability/metrics-types.js";
@@ -139,7 +140,21 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     onLlmCall: (_m, r) => metrics.llmCall(provider, r.ms, r.tokens, r.error),
   });
   let closing = false;
+  const flood = new FloodLimit({ perMinute: config.limits.messages_per_minute, burst: config.limits.burst });
+  const slowDown = `You are sending messages faster than I can take them (${config.limits.messages_per_minute} a minute). Please slow down; messages sent now are not read.`;
   const publish = async (m: InboundMessage): Promise<void> => {
+    const decision = flood.take(m.userId);
+    if (decision !== "ok") {
+      metrics.refused(m.channel, "flood");
+      if (decision === "refuse-and-warn") {
+        logger.warn({ userId: m.userId, channel: m.channel }, "flood limit: refusing messages from this user for now");
+        const channel = byId.get(m.channel);
+        void channel
+          ?.send({ conversationId: m.conversationId, text: slowDown, replyToId: m.id, idempotencyKey: `${m.id}:flood`, isError: true })
+          .catch((err: unknown) => logger.warn({ err, msgId: m.id }, "could not send the slow-down notice"));
+      }
+      throw new RefusedError("flood", "slow down: too many messages, try again in a minute", decision === "refuse-and-warn");
+    }
     try {
       await bus.publish(m);
     } catch (err) {

@@ -62,6 +62,12 @@ const log = z.strictObject({
     .default("info"),
 });
 
+const limits = z.strictObject({
+  messages_per_minute: nonNegInt().default(30),
+  burst: posInt().default(20),
+  daily_tokens_per_user: nonNegInt().default(0),
+});
+
 const webchat = z.strictObject({
   enabled: bool().default(true),
 });
@@ -103,6 +109,7 @@ export const configSchema = z.strictObject({
   bus: bus.prefault({}),
   http: http.prefault({}),
   log: log.prefault({}),
+  limits: limits.prefault({}),
   channels: channels.prefault({}),
 });
 

@@ -57,6 +57,7 @@ describe("crash recovery", () => {
       ZEPTOCLAW_HTTP_PORT: "0",
       ZEPTOCLAW_LLM_BASE_URL: llm.url,
       ZEPTOCLAW_LLM_REQUESTS_PER_MINUTE: "0",
+      ZEPTOCLAW_LIMITS_MESSAGES_PER_MINUTE: "0",
       ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}`,
     };
     const first: ChildGateway = await startChildGateway([], env);

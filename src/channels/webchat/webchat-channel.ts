@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { BusClosedError, BusFullError } from "../../errors.js";
+import { BusClosedError, BusFullError, RefusedError } from "../../errors.js";
 import { HttpError, readBody, sendJson } from "../../http/http-server.js";
 import type { InboundMessage, OutboundMessage } from "../../messages.js";
 import type { Channel, ChannelContext } from "../types.js";
@@ -117,6 +117,7 @@ export class WebchatChannel implements Channel {
       await ctx.publish(m);
     } catch (err) {
       if (err instanceof BusFullError) throw new HttpError(503, "busy, try again in a moment", { "retry-after": "1" });
+      if (err instanceof RefusedError) throw new HttpError(err.reason === "flood" ? 429 : 403, err.message, err.reason === "flood" ? { "retry-after": "2" } : {});
       if (err instanceof BusClosedError) throw new HttpError(503, "the gateway is restarting, try again in a moment", { "retry-after": "2" });
       throw err;
     }
