@@ -5,6 +5,7 @@ import type { LlmClient } from "./agent/llm-types.js";
 import { createOpenAiClient } from "./agent/openai-client.js";
 import type { ReplySink } from "./agent/reply-sink.js";
 import { builtinTools } from "./agent/tools.js";
+import { UsageMeter } from "./agent/usage.js";
 import { MemoryBus } from "./bus/memory-bus.js";
 import type { Channel, ChannelContext } from "./channels/types.js";
 import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
@@ -134,6 +135,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     reply,
     systemPrompt: config.agent.system_prompt,
     tools: builtinTools(),
+    usage: new UsageMeter(stores.counters, config.limits.daily_tokens_per_user),
     logger: logger.child({ component: "agent" }),
     unconfiguredText: UNCONFIGURED_LLM_TEXT,
     ...(o.onLlmDone ? { onLlmDone: o.onLlmDone } : {}),

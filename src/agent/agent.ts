@@ -1,11 +1,12 @@
 import type { Logger } from "pino";
-import { LlmError, StorageError } from "../errors.js";
+import { LlmError, StorageError, ZeptoError } from "../errors.js";
 import type { InboundMessage } from "../messages.js";
 import type { ChatMessage, SessionStore } from "../storage/session-store.js";
 import { HELP_TEXT, parseCommand } from "./commands.js";
 import type { LlmClient } from "./llm-types.js";
 import type { ReplySink } from "./reply-sink.js";
 import type { Tool } from "./tools.js";
+import { estimateTokens, type UsageMeter } from "./usage.js";
 
 /** What the agent needs; all of it is passed in. */
 export interface AgentOptions {
@@ -14,6 +15,7 @@ export interface AgentOptions {
   reply: ReplySink;
   systemPrompt: string;
   tools: Tool[];
+  usage: UsageMeter;
   logger: Logger;
   /** Text telling the operator what to configure when no LLM is set up. */
   unconfiguredText: string;
@@ -24,6 +26,13 @@ export interface AgentOptions {
 }
 
 const MAX_TOOL_ROUNDS = 4;
+
+/** The user's daily token allowance is spent. */
+class BudgetSpentError extends ZeptoError {
+  constructor(budget: number) {
+    super("E_BUDGET", `You have used today's allowance of ${budget} tokens. It resets at 00:00 UTC; /usage shows where you stand.`);
+  }
+}
 
 /**
  * The agent: for each message, loads the user's session, asks the LLM (running tool calls
@@ -50,6 +59,18 @@ export class Agent {
       await this.o.reply.final(m, HELP_TEXT, false);
       return;
     }
+    if (command === "usage") {
+      const used = await this.o.usage.used(m.userId);
+      const budget = this.o.usage.dailyBudget;
+      await this.o.reply.final(
+        m,
+        budget > 0
+          ? `Today you used ${used} of your ${budget} tokens (resets at 00:00 UTC).`
+          : `Today you used ${used} tokens. There is no daily limit.`,
+        false,
+      );
+      return;
+    }
     if (!this.o.llm.configured) {
       await this.o.reply.final(m, this.o.unconfiguredText, true);
       return;
@@ -60,7 +81,10 @@ export class Agent {
     } catch (err) {
       if (signal.aborted) throw err;
       const log = this.o.logger.child({ msgId: m.id });
-      if (err instanceof LlmError) {
+      if (err instanceof BudgetSpentError) {
+        log.info({ userId: m.userId }, "daily token budget spent");
+        await this.o.reply.final(m, err.message, true);
+      } else if (err instanceof LlmError) {
         this.o.onLlmCall?.(m, { ms: 0, error: err.code });
         log.error({ err, code: err.code }, "LLM failed after retries; sending an error reply");
         await this.o.reply.final(m, `Sorry, I could not get an answer: ${err.message}. Please try again in a minute.`, true);
@@ -80,6 +104,9 @@ export class Agent {
     const history = await this.o.sessions.load(m.userId);
     const turn: ChatMessage[] = [{ role: "user", content: m.text }];
     for (let round = 0; ; round++) {
+      if (!(await this.o.usage.allowed(m.userId))) {
+        throw new BudgetSpentError(this.o.usage.dailyBudget);
+      }
       const res = await this.o.llm.complete({
         system: this.o.systemPrompt,
         messages: history.length === 0 ? turn : [...history, ...turn],
@@ -90,6 +117,12 @@ export class Agent {
         onRestart: () => this.o.reply.restart(m),
       });
       this.o.onLlmDone?.(m, res.llmMs);
+      if (this.o.usage.dailyBudget > 0) {
+        const spent = res.usage
+          ? res.usage.promptTokens + res.usage.completionTokens
+          : estimateTokens(JSON.stringify(history).length + JSON.stringify(turn).length + res.text.length);
+        await this.o.usage.add(m.userId, spent);
+      }
       this.o.onLlmCall?.(m, {
         ms: res.llmMs,
         ...(res.usage ? { tokens: { prompt: res.usage.promptTokens, completion: res.usage.completionTokens } } : {}),

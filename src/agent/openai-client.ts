@@ -95,6 +95,8 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
           model: o.model,
           messages: [{ role: "system", content: req.system }, ...(req.messages as OpenAI.ChatCompletionMessageParam[])],
           stream: true,
+          // Token usage for the daily budget; servers that do not know it ignore it.
+          stream_options: { include_usage: true },
           ...(req.tools && req.tools.length > 0 ? { tools: req.tools } : {}),
           ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
           ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),

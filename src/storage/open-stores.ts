@@ -20,6 +20,8 @@ export interface Stores {
   sessions: SessionStore;
   /** Accepted messages and their outcomes: replay after a crash, results by id. */
   journal: MessageJournal;
+  /** Small per-user counters (daily token usage), on the same file. */
+  counters: WriteBehindMap<number>;
   /** Commits every pending write. */
   flush(): Promise<void>;
   /** True while the database answers. */
@@ -57,11 +59,18 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     ttlMs,
     logger: log,
   });
+  const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: journalDb, namespace: "c", throwOnErrors: true }), {
+    maxEntries: cfg.cache_size,
+    flushIntervalMs: cfg.flush_interval_ms,
+    ttlMs: 48 * HOUR,
+    logger: log,
+  });
   const sweep = async (): Promise<void> => {
     try {
       const now = Date.now();
       await sessionsDb.sweepExpired(now);
       // Outcomes stay readable by id for a day at least.
+      await journalDb.sweepExpired(now);
       await journal.sweep(now - Math.max(ttlMs, 24 * HOUR));
     } catch (err) {
       log.warn({ err }, "sweeping expired rows failed");
@@ -73,8 +82,9 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   return {
     sessions: new SessionStore(sessionMap, cfg.max_session_messages),
     journal,
+    counters,
     async flush() {
-      await Promise.all([sessionMap.flush(), journal.flush()]);
+      await Promise.all([sessionMap.flush(), journal.flush(), counters.flush()]);
     },
     async healthy() {
       try {
@@ -87,7 +97,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     async close() {
       clearInterval(sweeper);
       try {
-        await Promise.all([sessionMap.close(), journal.flush()]);
+        await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
         await Promise.allSettled([sessionsDb.disconnect(), journalDb.disconnect()]);
       }

@@ -116,4 +116,18 @@ describe("agent and LLM client", () => {
     expect(capturedLogs.some((l) => l.includes("No LLM is configured"))).toBe(true);
     expect(t.llm.count).toBe(0);
   });
+
+  it("enforces the daily token budget before each call and shows it with /usage", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_LIMITS_DAILY_TOKENS_PER_USER: "1" } });
+    expect((await ask("alice", "first")).status).toBe("done");
+    const refused = await ask("alice", "second");
+    expect(refused.status).toBe("error");
+    expect(refused.error).toMatch(/allowance of 1 tokens/);
+    expect(t.llm.count).toBe(1);
+    const usage = await ask("alice", "/usage");
+    expect(usage.reply).toMatch(/^Today you used \d+ of your 1 tokens/);
+    expect(Number(/used (\d+)/.exec(usage.reply ?? "")?.[1])).toBeGreaterThan(1);
+    // Another user has their own allowance.
+    expect((await ask("bob", "hi")).status).toBe("done");
+  });
 });

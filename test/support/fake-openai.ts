@@ -6,6 +6,7 @@ export interface FakeChatRequest {
   model: string;
   messages: { role: string; content: string | null; tool_call_id?: string; tool_calls?: unknown[] }[];
   stream?: boolean;
+  stream_options?: { include_usage?: boolean };
   tools?: { function: { name: string } }[];
   authorization?: string;
 }
@@ -166,6 +167,11 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
         return;
       }
       out += chunk({}, "stop");
+      if (body.stream_options?.include_usage) {
+        const prompt = Math.ceil(JSON.stringify(body.messages).length / 4);
+        const completion = Math.ceil(answer.length / 4);
+        out += `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } })}\n\n`;
+      }
       out += "data: [DONE]\n\n";
       res.end(out);
       return;
