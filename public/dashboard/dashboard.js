@@ -62,6 +62,9 @@
     chart("chart-memory", [["RSS", "#6b6b6b", "rss"]], "MB"),
   ];
 
+  // Read-only handle for tests and the curious: what each chart is drawing.
+  window.zeptoclawDashboard = { charts: charts.map((c) => c.u) };
+
   window.addEventListener("resize", () => {
     for (const c of charts) c.u.setSize({ width: Math.max(300, c.el.clientWidth - 10), height: 200 });
   });
@@ -80,8 +83,8 @@
       t: s.at / 1000,
       inRate: rate("messagesIn", s, prev),
       outRate: rate("messagesOut", s, prev),
-      p99Reply: quantile(0.99, s.replyLatency, old),
-      p99Llm: quantile(0.99, s.llmLatency, old),
+      p99Reply: quantile(0.99, s.replyLatency, old && old.replyLatency),
+      p99Llm: quantile(0.99, s.llmLatency, old && old.llmLatency),
       depth: s.busDepth,
       users: s.activeUsers,
       llmErr: rate("llmErrors", s, prev),

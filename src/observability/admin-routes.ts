@@ -97,7 +97,7 @@ function escapeHtml(s: string): string {
 }
 
 function loginPage(message: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>zeptoclaw admin</title>
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>zeptoclaw admin</title><link rel="icon" href="data:,">
 <style>body{font:15px system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}input{width:100%;padding:.5rem;margin:.5rem 0;box-sizing:border-box}</style></head>
 <body><h1>zeptoclaw dashboard</h1><p>${escapeHtml(message)}</p>
 <form method="post" action="/dashboard/login"><label>Admin token (<code>[http] admin_token</code>)<input type="password" name="token" autocomplete="current-password" required autofocus></label>
