@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { Agent } from "./agent/agent.js";
 import type { LlmClient } from "./agent/llm-types.js";
+import { withFallback } from "./agent/fallback.js";
 import { createOpenAiClient } from "./agent/openai-client.js";
 import type { ReplySink } from "./agent/reply-sink.js";
 import { builtinTools } from "./agent/tools.js";
@@ -59,22 +60,33 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const provider = new URL(config.llm.base_url).host;
   const stores = await openStores(config.session, logger);
   const configured = llmIsConfigured(config);
-  const llm =
-    o.llm ??
-    createOpenAiClient({
-      baseUrl: config.llm.base_url,
-      apiKey: config.llm.api_key,
-      model: config.llm.model,
-      maxConcurrency: config.llm.max_concurrency,
-      requestsPerMinute: config.llm.requests_per_minute,
-      timeoutMs: config.llm.timeout_ms,
-      maxRetries: config.llm.max_retries,
-      maxTokens: config.llm.max_tokens,
-      temperature: config.llm.temperature,
-      configured,
-      logger: logger.child({ component: "llm" }),
-      onRetry: () => metrics.retry("llm"),
+  const llmOptions = {
+    baseUrl: config.llm.base_url,
+    apiKey: config.llm.api_key,
+    model: config.llm.model,
+    maxConcurrency: config.llm.max_concurrency,
+    requestsPerMinute: config.llm.requests_per_minute,
+    timeoutMs: config.llm.timeout_ms,
+    maxRetries: config.llm.max_retries,
+    maxTokens: config.llm.max_tokens,
+    temperature: config.llm.temperature,
+    configured,
+    logger: logger.child({ component: "llm" }),
+    onRetry: () => metrics.retry("llm"),
+  };
+  let llm = o.llm ?? createOpenAiClient(llmOptions);
+  if (!o.llm && (config.llm.fallback_model || config.llm.fallback_base_url)) {
+    const sameHost = !config.llm.fallback_base_url || config.llm.fallback_base_url === config.llm.base_url;
+    const fallback = createOpenAiClient({
+      ...llmOptions,
+      baseUrl: config.llm.fallback_base_url ?? config.llm.base_url,
+      apiKey: config.llm.fallback_api_key ?? (sameHost ? config.llm.api_key : ""),
+      model: config.llm.fallback_model ?? config.llm.model,
+      configured: true,
+      logger: logger.child({ component: "llm", fallback: true }),
     });
+    llm = withFallback(llm, fallback, logger.child({ component: "llm" }));
+  }
   if (!llm.configured) logger.warn(UNCONFIGURED_LLM_TEXT);
 
   const bus = new MemoryBus({

@@ -5,6 +5,7 @@ import { RateLimiterMemory, RateLimiterQueue } from "rate-limiter-flexible";
 import { LlmError } from "../errors.js";
 import type { ChatMessage } from "../storage/session-store.js";
 import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
+import { CircuitBreaker } from "./circuit-breaker.js";
 import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
 
 /** Settings of the OpenAI-compatible client, from `[llm]`. */
@@ -24,6 +25,8 @@ export interface OpenAiClientOptions {
   backoff?: { baseMs: number; capMs: number };
   /** Called before each retry, for metrics. */
   onRetry?: (code: string) => void;
+  /** Failed attempts in a row that open the circuit breaker (default 5), and its cooldown. */
+  breaker?: { threshold: number; cooldownMs: number };
 }
 
 function toLlmError(err: unknown, timedOut: boolean): LlmError {
@@ -82,6 +85,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       ? new RateLimiterQueue(new RateLimiterMemory({ points: o.requestsPerMinute, duration: 60 }), { maxQueueSize: 100_000 })
       : undefined;
   const backoff = o.backoff ?? { baseMs: 500, capMs: 20_000 };
+  const breaker = new CircuitBreaker(o.breaker ?? { threshold: 5, cooldownMs: 30_000 });
 
   async function attempt(req: LlmRequest): Promise<LlmResponse> {
     if (rpm) await rpm.removeTokens(1);
@@ -138,9 +142,18 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
     configured: o.configured,
     async complete(req) {
       for (let i = 0; ; i++) {
+        const wait = breaker.waitMs();
+        if (wait > 0) {
+          throw new LlmError("E_LLM_DOWN", `the LLM provider is down; I will try it again in ${Math.ceil(wait / 1000)} s`, {
+            retryable: false,
+          });
+        }
         try {
-          return await limit(() => attempt(req));
+          const res = await limit(() => attempt(req));
+          breaker.success();
+          return res;
         } catch (err) {
+          if (err instanceof LlmError) breaker.failure();
           if (!(err instanceof LlmError) || !err.retryable || i >= o.maxRetries) throw err;
           const wait = backoffDelay(i, backoff, err.retryAfterMs);
           o.logger.warn({ msgId: req.msgId, code: err.code, attempt: i + 1, waitMs: wait }, "LLM call failed; retrying");

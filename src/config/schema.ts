@@ -22,6 +22,10 @@ const llm = z.strictObject({
   max_retries: nonNegInt().default(4),
   max_tokens: posInt().optional(),
   temperature: z.number({ error: "expected a number" }).min(0).max(2).optional(),
+  /** Used when the primary provider fails for good or its circuit is open. */
+  fallback_model: str().optional(),
+  fallback_base_url: url().optional(),
+  fallback_api_key: str().optional(),
 });
 
 const agent = z.strictObject({
@@ -120,4 +124,4 @@ export type Config = z.infer<typeof configSchema>;
 export type TelegramConfig = Config["channels"]["telegram"];
 
 /** Keys whose values are secrets: masked in `config check` and scrubbed from logs. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(["api_key", "token", "secret_token", "admin_token", "signing_secret", "app_token", "bot_token"]);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["api_key", "fallback_api_key", "token", "secret_token", "admin_token", "signing_secret", "app_token", "bot_token"]);
