@@ -39,14 +39,13 @@ async function figure(page: Page, id: string): Promise<string> {
 
 /** Waits until the page has taken `n` more samples than it had. */
 async function nextSamples(page: Page, n: number): Promise<void> {
-  const now = Number((await page.locator("body").getAttribute("data-samples")) ?? 0);
-  await until(page, `Number(document.body.dataset.samples ?? 0) >= ${now + n}`);
+  const samples = async (): Promise<number> => Number((await page.locator("body").getAttribute("data-samples")) ?? 0);
+  const now = await samples();
+  await expect.poll(samples, POLL).toBeGreaterThanOrEqual(now + n);
 }
 
-/** Waits for a condition in the page (a string: the project's TypeScript has no DOM types). */
-async function until(page: Page, expression: string): Promise<void> {
-  await page.waitForFunction(expression, undefined, { timeout: 10_000 });
-}
+// Polled from the test side: the page's CSP forbids the string evaluation waitForFunction would need.
+const POLL = { timeout: 10_000, interval: 50 };
 
 async function postAndWait(count: number): Promise<void> {
   const posted = await Promise.all(Array.from({ length: count }, (_, i) => t!.post(`user${i % 5}`, `hello ${i}`)));
@@ -65,24 +64,27 @@ describe("dashboard in headless Chromium", () => {
     try {
       const res = await page.goto(`${base}/dashboard`);
       expect(res?.status()).toBe(200);
-      await until(page, `document.querySelectorAll(".chart canvas").length === 5`);
+      await expect.poll(() => page.locator(".chart canvas").count(), POLL).toBe(5);
       expect(await page.locator(".uplot").count()).toBe(5);
       await nextSamples(page, 1);
       expect(await figure(page, "fig-out")).toBe("0");
       expect(await page.locator("#status").textContent()).toMatch(/^live/);
 
       await postAndWait(20);
-      await until(page, `document.getElementById("fig-out")?.textContent === "20"`);
+      await expect.poll(() => figure(page, "fig-out"), POLL).toBe("20");
       expect(await figure(page, "fig-in")).toBe("20");
       // The reply rate and p99 are computed from differences: both show a value once the burst lands in a sample.
-      await until(page, `document.getElementById("fig-p99")?.textContent !== "-"`);
+      await expect.poll(() => figure(page, "fig-p99"), POLL).not.toBe("-");
       expect(await figure(page, "fig-p99")).toMatch(/^\d+(\.\d)? m?s$/);
       expect(await figure(page, "fig-rss")).toMatch(/^\d+\.\d MB$/);
 
       await postAndWait(10);
-      await until(page, `document.getElementById("fig-out")?.textContent === "30"`);
+      await expect.poll(() => figure(page, "fig-out"), POLL).toBe("30");
       // What the throughput chart draws (uPlot's own data) has a point above zero from the bursts.
-      const peakOut = (await page.evaluate("Math.max(0, ...window.zeptoclawDashboard.charts[0].data[2].map((v) => v ?? 0))")) as number;
+      const peakOut = await page.evaluate(() => {
+        const w = globalThis as unknown as { zeptoclawDashboard: { charts: { data: (number | null)[][] }[] } };
+        return Math.max(0, ...(w.zeptoclawDashboard.charts[0]?.data[2] ?? []).map((v) => v ?? 0));
+      });
       expect(peakOut).toBeGreaterThan(0);
       if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT, fullPage: true });
       expect(problems).toEqual([]);
@@ -105,10 +107,10 @@ describe("dashboard in headless Chromium", () => {
       expect(await page.locator("body").textContent()).toMatch(/not right/);
       await page.fill('input[name="token"]', token);
       await Promise.all([page.waitForURL(`${base}/dashboard`), page.click('button[type="submit"]')]);
-      await until(page, `document.querySelectorAll(".chart canvas").length === 5`);
+      await expect.poll(() => page.locator(".chart canvas").count(), POLL).toBe(5);
       await nextSamples(page, 1);
       await postAndWait(5);
-      await until(page, `document.getElementById("fig-out")?.textContent === "5"`);
+      await expect.poll(() => figure(page, "fig-out"), POLL).toBe("5");
       const cookies = await context.cookies();
       expect(cookies.find((c) => c.name === "zeptoclaw_admin")?.httpOnly).toBe(true);
       expect(JSON.stringify(cookies)).not.toContain(token);
