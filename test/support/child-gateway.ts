@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
+import { capturedLogs } from "./harness.js";
 
 /** The built CLI: tests run what `npm ci` installs (`npm test` builds it first). */
 export const CLI = join(PACKAGE_ROOT, "dist", "src", "cli.js");
@@ -18,8 +19,14 @@ export function runCli(
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+      capturedLogs.push(d.toString());
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      capturedLogs.push(d.toString());
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 15_000);
     child.on("error", reject);
     child.on("close", (code) => {
@@ -63,6 +70,7 @@ export function startChildGateway(args: string[], env: Record<string, string>, t
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         lines.push(line);
+        capturedLogs.push(line);
         if (line.includes("zeptoclaw gateway ready")) {
           clearTimeout(timer);
           const port = (JSON.parse(line) as { port: number }).port;
@@ -70,7 +78,10 @@ export function startChildGateway(args: string[], env: Record<string, string>, t
         }
       }
     });
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      capturedLogs.push(d.toString());
+    });
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`gateway exited with ${code} before ready: ${stderr}`));
