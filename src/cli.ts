@@ -9,6 +9,7 @@ const HELP = `zeptoclaw - a lean, self-hosted personal AI assistant gateway
 Usage:
   zeptoclaw gateway [--config FILE]        run the gateway
   zeptoclaw config check [--config FILE]   validate a config and print it, secrets masked
+  zeptoclaw doctor [--config FILE]         check config, store, LLM endpoint and channels
   zeptoclaw bench [options]                measure throughput, latency and memory
   zeptoclaw --version                      print the version
   zeptoclaw --help                         print this help
@@ -32,6 +33,17 @@ const CONFIG_HELP = `Usage: zeptoclaw config check [--config FILE]
 
 Validates the configuration (defaults < file < environment) and prints the effective
 config with secrets masked. Exits 0 when valid, 2 listing every problem when not.
+
+Options:
+  -c, --config FILE   TOML config file
+  -h, --help          print this help
+`;
+
+const DOCTOR_HELP = `Usage: zeptoclaw doctor [--config FILE]
+
+Checks the configuration, the session store, the LLM endpoint, each enabled channel's
+token and the HTTP port, and prints what is wrong and how to fix it.
+Exits 0 when all is well, 1 when something needs fixing, 2 for config problems.
 
 Options:
   -c, --config FILE   TOML config file
@@ -147,6 +159,30 @@ async function gateway(args: string[]): Promise<number> {
   });
 }
 
+async function doctor(args: string[]): Promise<number> {
+  const opts = parse(args, true);
+  if (opts.help) {
+    process.stdout.write(DOCTOR_HELP);
+    return 0;
+  }
+  const { loadConfig } = await import("./config/load.js");
+  let loaded;
+  try {
+    loaded = loadConfig({ file: opts.config });
+  } catch (err) {
+    if (await printConfigProblems(err)) return 2;
+    throw err;
+  }
+  process.stdout.write(`ok    config: ${loaded.file ?? "built-in defaults"} is valid\n`);
+  const { runDoctor } = await import("./doctor.js");
+  const findings = await runDoctor(loaded.config);
+  for (const f of findings) {
+    process.stdout.write(`${f.ok ? "ok  " : "FAIL"}  ${f.what}: ${f.detail}\n`);
+    if (!f.ok && f.fix) process.stdout.write(`      fix: ${f.fix}\n`);
+  }
+  return findings.every((f) => f.ok) ? 0 : 1;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -176,6 +212,8 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`unknown config subcommand "${sub}"`);
     }
+    case "doctor":
+      return doctor(rest);
     case "bench": {
       const { benchCommand } = await import("../bench/cli.js");
       return benchCommand(rest);

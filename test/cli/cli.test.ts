@@ -141,3 +141,35 @@ describe("zeptoclaw CLI", () => {
     expect(gw.lines.some((l) => l.includes("drain budget ran out"))).toBe(true);
   });
 });
+
+describe("zeptoclaw doctor", () => {
+  it("says all is well against a reachable LLM and a writable store", async () => {
+    const llm = await startFakeOpenAi();
+    cleanups.push(() => llm.close());
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const r = await runCli(["doctor"], {
+      env: { ZEPTOCLAW_LLM_BASE_URL: llm.url, ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}` },
+    });
+    expect(r.stdout).toMatch(/ok {4}llm: .* reachable \(HTTP 200\)/);
+    expect(r.stdout).toMatch(/ok {4}store:/);
+    expect(r.code).toBe(0);
+  });
+
+  it("names what is wrong and how to fix it", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    // A port that was free a moment ago: nothing listens there.
+    const gone = await startFakeOpenAi();
+    const deadUrl = gone.url;
+    await gone.close();
+    const r = await runCli(["doctor"], {
+      env: { ZEPTOCLAW_LLM_BASE_URL: deadUrl, ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}` },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`FAIL  llm: cannot reach ${deadUrl} (ECONNREFUSED)`);
+    expect(r.stdout).toMatch(/fix: check llm\.base_url/);
+    const none = await runCli(["doctor"], { env: { ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}` } });
+    expect(none.stdout).toMatch(/FAIL {2}llm: no LLM configured\n {6}fix: set OPENAI_API_KEY/);
+  });
+});
