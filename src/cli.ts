@@ -1,5 +1,9 @@
 #!/usr/bin/env node
+import module from "node:module";
 import { parseArgs } from "node:util";
+
+// Node 22.1+ caches compiled code between runs: a faster start for free. Absent on Node 20.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 // Only what `--version` and `--help` need is imported up front; each command loads its
 // own modules, so the CLI starts about as fast as Node itself.

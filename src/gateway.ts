@@ -56,7 +56,12 @@ function llmIsConfigured(config: Config): boolean {
 /** Builds every part from the config and starts serving. */
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const { config, logger } = o;
-  const metrics = o.metrics ?? noMetrics;
+  let metrics = o.metrics ?? noMetrics;
+  let registry: import("prom-client").Registry | undefined;
+  if (!o.metrics) {
+    const { createPromMetrics } = await import("./observability/metrics.js");
+    ({ metrics, registry } = createPromMetrics());
+  }
   const provider = new URL(config.llm.base_url).host;
   const stores = await openStores(config.session, logger);
   const configured = llmIsConfigured(config);
@@ -187,6 +192,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
   });
 
+  if (registry) {
+    const { registerAdminRoutes } = await import("./observability/admin-routes.js");
+    registerAdminRoutes(http, { registry, adminToken: config.http.admin_token, pagePath: join(PACKAGE_ROOT, "public", "dashboard.html") });
+  }
+
   // What a crash or a cut-short drain left: finished replies are sent again from the journal,
   // accepted messages run again, in their original order, before anything new.
   const left = await stores.journal.unfinished();
@@ -218,6 +228,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   });
 
   const port = await http.listen(config.http.port, config.http.host);
+  setImmediate(() => llm.warm?.());
   logger.info({ host: config.http.host, port, channels: channels.map((c) => c.id), store: config.session.store.split("://")[0] }, "zeptoclaw gateway ready");
 
   return {

@@ -6,6 +6,10 @@ import type { LlmClient } from "./llm-types.js";
 export function withFallback(primary: LlmClient, fallback: LlmClient, logger: Logger): LlmClient {
   return {
     configured: primary.configured || fallback.configured,
+    warm() {
+      primary.warm?.();
+      fallback.warm?.();
+    },
     async complete(req) {
       try {
         return await primary.complete(req);

@@ -33,4 +33,6 @@ export interface LlmResponse {
 export interface LlmClient {
   readonly configured: boolean;
   complete(req: LlmRequest): Promise<LlmResponse>;
+  /** Loads what the first call needs, after the gateway is ready. */
+  warm?(): void;
 }

@@ -1,4 +1,4 @@
-import OpenAI from "openai";
+import type OpenAIType from "openai";
 import pLimit from "p-limit";
 import type { Logger } from "pino";
 import { RateLimiterMemory, RateLimiterQueue } from "rate-limiter-flexible";
@@ -29,7 +29,9 @@ export interface OpenAiClientOptions {
   breaker?: { threshold: number; cooldownMs: number };
 }
 
-function toLlmError(err: unknown, timedOut: boolean): LlmError {
+type OpenAIModule = typeof OpenAIType;
+
+function toLlmError(OpenAI: OpenAIModule, err: unknown, timedOut: boolean): LlmError {
   if (err instanceof LlmError) return err;
   if (timedOut || err instanceof OpenAI.APIConnectionTimeoutError) {
     return new LlmError("E_LLM_TIMEOUT", "the LLM did not answer in time", { retryable: true, cause: err });
@@ -72,13 +74,20 @@ function toLlmError(err: unknown, timedOut: boolean): LlmError {
  * so that one loop owns the policy. Node's fetch pools keep-alive connections per origin.
  */
 export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
-  const sdk = new OpenAI({
-    baseURL: o.baseUrl,
-    // The SDK insists on a key; local servers (Ollama, vLLM) ignore it.
-    apiKey: o.apiKey || "not-needed",
-    maxRetries: 0,
-    timeout: o.timeoutMs,
-  });
+  // The SDK is loaded on first use (or by warm()), not at start: it is the largest module
+  // and the gateway should be ready before it is needed.
+  let loaded: Promise<{ OpenAI: OpenAIModule; sdk: OpenAIType }> | undefined;
+  const load = () =>
+    (loaded ??= import("openai").then(({ default: OpenAI }) => ({
+      OpenAI,
+      sdk: new OpenAI({
+        baseURL: o.baseUrl,
+        // The SDK insists on a key; local servers (Ollama, vLLM) ignore it.
+        apiKey: o.apiKey || "not-needed",
+        maxRetries: 0,
+        timeout: o.timeoutMs,
+      }),
+    })));
   const limit = pLimit(o.maxConcurrency);
   const rpm =
     o.requestsPerMinute > 0
@@ -88,6 +97,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
   const breaker = new CircuitBreaker(o.breaker ?? { threshold: 5, cooldownMs: 30_000 });
 
   async function attempt(req: LlmRequest): Promise<LlmResponse> {
+    const { OpenAI, sdk } = await load();
     if (rpm) await rpm.removeTokens(1);
     const timeout = AbortSignal.timeout(o.timeoutMs);
     const signal = AbortSignal.any([req.signal, timeout]);
@@ -97,7 +107,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       const stream = await sdk.chat.completions.create(
         {
           model: o.model,
-          messages: [{ role: "system", content: req.system }, ...(req.messages as OpenAI.ChatCompletionMessageParam[])],
+          messages: [{ role: "system", content: req.system }, ...(req.messages as OpenAIType.ChatCompletionMessageParam[])],
           stream: true,
           // Token usage for the daily budget; servers that do not know it ignore it.
           stream_options: { include_usage: true },
@@ -132,7 +142,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       return { text, toolCalls, llmMs: performance.now() - started, ...(usage ? { usage } : {}) };
     } catch (err) {
       if (req.signal.aborted) throw req.signal.reason;
-      const e = toLlmError(err, timeout.aborted);
+      const e = toLlmError(OpenAI, err, timeout.aborted);
       if (streamed) req.onRestart?.();
       throw e;
     }
@@ -140,6 +150,9 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
 
   return {
     configured: o.configured,
+    warm() {
+      void load().catch(() => undefined);
+    },
     async complete(req) {
       for (let i = 0; ; i++) {
         const wait = breaker.waitMs();
