@@ -1,0 +1,94 @@
+import type { Update } from "grammy/types";
+import type { Logger } from "pino";
+import { BusFullError, RefusedError } from "../../errors.js";
+import type { InboundMessage } from "../../messages.js";
+import type { TelegramSender } from "./access.js";
+import { BoundedSet } from "./bounded.js";
+import { type BotIdentity, type Normalized, type NoticeTarget, normalizeUpdate } from "./normalize.js";
+
+/** Said once to a user that `allow_from` / `deny_by_default` keeps out. */
+export function refusalText(userId: number): string {
+  return `Sorry, you are not allowed to use this bot. If you know its owner, ask them to add your Telegram user id (${userId}) to channels.telegram.allow_from.`;
+}
+
+/** Said when the bus is full and the message could not be taken. */
+export const BUSY_TEXT = "I'm busy right now, please try again in a moment.";
+
+/** What the ingress needs from the channel around it. */
+export interface IngressDeps {
+  me: BotIdentity;
+  groupMode: "mention" | "all";
+  allowed(from: TelegramSender): boolean;
+  publish(m: InboundMessage): Promise<void>;
+  /** Sends a short answer without holding up the update loop. */
+  notify(target: NoticeTarget, text: string, idempotencyKey: string): void;
+  /** Called for every update from a chat, so a chat that blocked the bot is tried again. */
+  seenChat(chatId: number): void;
+  logger: Logger;
+}
+
+/**
+ * Where every update goes, polled or pushed: dedupe by update id, normalize, enforce access
+ * (one refusal per user), answer what cannot be read, and publish the rest. Resolves once the
+ * bus accepted the message (or it was answered directly); rejects only when the bus refused it
+ * for a reason other than being full, so the caller leaves the update unconfirmed.
+ */
+export class TelegramIngress {
+  private readonly seen = new BoundedSet<number>(10_000);
+  private readonly refused = new BoundedSet<number>(10_000);
+
+  constructor(private readonly deps: IngressDeps) {}
+
+  async handle(update: Update): Promise<void> {
+    // Marked first so a webhook redelivery racing the original is dropped; unmarked on failure.
+    if (!this.seen.add(update.update_id)) return;
+    try {
+      await this.route(update);
+    } catch (err) {
+      this.seen.delete(update.update_id);
+      throw err;
+    }
+  }
+
+  private async route(update: Update): Promise<void> {
+    const log = this.deps.logger;
+    let n: Normalized;
+    try {
+      n = normalizeUpdate(update, this.deps.me, this.deps.groupMode);
+    } catch (err) {
+      // Telegram never sends these, but a forged or truncated body must not wedge the loop.
+      log.warn({ updateId: update.update_id, err }, "malformed Telegram update ignored");
+      return;
+    }
+    const chatId = (update.message ?? update.edited_message)?.chat.id;
+    if (chatId !== undefined) this.deps.seenChat(chatId);
+    if (n.kind === "ignore") {
+      log.debug({ updateId: update.update_id, reason: n.reason }, "Telegram update ignored");
+      return;
+    }
+    if (!this.deps.allowed(n.from)) {
+      const first = this.refused.add(n.from.id);
+      log.info({ updateId: update.update_id, fromId: n.from.id, told: first }, "Telegram user not in allow_from; refused");
+      if (first) this.deps.notify(n.kind === "message" ? { conversationId: n.message.conversationId, replyToId: n.message.id } : n.target, refusalText(n.from.id), `refusal:${n.from.id}`);
+      return;
+    }
+    if (n.kind === "notice") {
+      this.deps.notify(n.target, n.text, `${n.target.replyToId}:notice:${update.update_id}`);
+      return;
+    }
+    try {
+      await this.deps.publish(n.message);
+    } catch (err) {
+      if (err instanceof RefusedError) {
+        // The gateway refused it (flood limit) and told the user itself when it should.
+        log.info({ msgId: n.message.id, reason: err.reason }, "Telegram message refused by the gateway");
+        return;
+      }
+      if (!(err instanceof BusFullError)) throw err;
+      log.warn({ msgId: n.message.id }, "bus full; told the sender to try again");
+      this.deps.notify({ conversationId: n.message.conversationId, replyToId: n.message.id }, BUSY_TEXT, `${n.message.id}:busy`);
+      return;
+    }
+    log.debug({ msgId: n.message.id }, "Telegram message accepted");
+  }
+}
