@@ -111,56 +111,60 @@ export class MessageJournal {
       else if (op.kind === "finish") finishes.push([op.id, op.text, op.isError ? 1 : 0]);
       else delivered.push(op.id);
     }
-    let fresh = new Set<string>();
-    try {
-      await this.db.query("BEGIN IMMEDIATE");
+    // Each kind is one statement and commits on its own: no transaction is held across
+    // awaits, so session writes sharing this connection are never caught inside one, and a
+    // failure fails only the operations of its own statement.
+    if (accepts.length > 0) {
+      const mine = ops.filter((op): op is Extract<Op, { kind: "accept" }> => op.kind === "accept");
       try {
-        if (accepts.length > 0) {
-          const rows = (await this.db.query(
-            `INSERT INTO journal (id, user_id, conversation_id, state, payload, updated_at)
-               SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), ${ACCEPTED},
-                      json_extract(j.value, '$[3]'), ?
-               FROM json_each(?) AS j WHERE true
-               ON CONFLICT(id) DO NOTHING
-               RETURNING id`,
-            now,
-            JSON.stringify(accepts),
-          )) as { id: string }[];
-          fresh = new Set(rows.map((r) => r.id));
-        }
-        if (finishes.length > 0) {
-          await this.db.query(
-            `UPDATE journal SET state = ${FINISHED}, reply = json_extract(j.value, '$[1]'), is_error = json_extract(j.value, '$[2]'), payload = NULL, updated_at = ?
-               FROM json_each(?) AS j WHERE journal.id = json_extract(j.value, '$[0]')`,
-            now,
-            JSON.stringify(finishes),
-          );
-        }
-        if (delivered.length > 0) {
-          await this.db.query(
-            `UPDATE journal SET state = ${DELIVERED}, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))`,
-            now,
-            JSON.stringify(delivered),
-          );
-        }
-        await this.db.query("COMMIT");
+        const rows = (await this.db.query(
+          `INSERT INTO journal (id, user_id, conversation_id, state, payload, updated_at)
+             SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), ${ACCEPTED},
+                    json_extract(j.value, '$[3]'), ?
+             FROM json_each(?) AS j WHERE true
+             ON CONFLICT(id) DO NOTHING
+             RETURNING id`,
+          now,
+          JSON.stringify(accepts),
+        )) as { id: string }[];
+        const fresh = new Set(rows.map((r) => r.id));
+        for (const op of mine) op.done(fresh.has(op.m.id));
       } catch (err) {
-        await this.db.query("ROLLBACK").catch(() => undefined);
-        throw err;
+        this.fail(err, mine);
       }
-    } catch (err) {
-      this.logger.error({ err, ops: ops.length }, "journal write failed");
-      const e = new StorageError("the message journal could not be written", { cause: err });
-      for (const op of ops) {
-        if (op.kind === "accept" || op.kind === "finish") op.fail(e);
+    }
+    if (finishes.length > 0) {
+      const mine = ops.filter((op): op is Extract<Op, { kind: "finish" }> => op.kind === "finish");
+      try {
+        await this.db.query(
+          `UPDATE journal SET state = ${FINISHED}, reply = json_extract(j.value, '$[1]'), is_error = json_extract(j.value, '$[2]'), payload = NULL, updated_at = ?
+             FROM json_each(?) AS j WHERE journal.id = json_extract(j.value, '$[0]')`,
+          now,
+          JSON.stringify(finishes),
+        );
+        for (const op of mine) op.done();
+      } catch (err) {
+        this.fail(err, mine);
+      }
+    }
+    if (delivered.length > 0) {
+      try {
+        await this.db.query(
+          `UPDATE journal SET state = ${DELIVERED}, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))`,
+          now,
+          JSON.stringify(delivered),
+        );
+      } catch (err) {
         // A lost "delivered" mark only means a replay re-sends that reply once.
+        this.logger.error({ err, count: delivered.length }, "journal could not mark replies delivered");
       }
-      return;
     }
-    for (const op of ops) {
-      if (op.kind === "accept") op.done(fresh.has(op.m.id));
-      else if (op.kind === "finish") op.done();
-    }
+  }
+
+  private fail(err: unknown, ops: { fail: (e: unknown) => void }[]): void {
+    this.logger.error({ err, ops: ops.length }, "journal write failed");
+    const e = new StorageError("the message journal could not be written", { cause: err });
+    for (const op of ops) op.fail(e);
   }
 
   /** Looks a message up by id. */

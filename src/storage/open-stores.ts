@@ -36,22 +36,20 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
-  let sessionsDb: BatchedSqliteStore;
-  let journalDb: BatchedSqliteStore;
+  // One connection for every write: two connections on one file fight over the write lock
+  // (SQLITE_BUSY and busy-wait sleeps); one queue of short statements never waits.
+  let db: BatchedSqliteStore;
   let journal: MessageJournal;
   try {
-    // One after the other: two connections switching a new file to WAL at once get SQLITE_BUSY.
-    sessionsDb = new BatchedSqliteStore(cfg.store, { table: "sessions" });
-    await sessionsDb.open();
-    journalDb = new BatchedSqliteStore(cfg.store, { table: "state" });
-    await journalDb.open();
-    journal = await MessageJournal.open(journalDb, logger.child({ component: "journal" }));
+    db = new BatchedSqliteStore(cfg.store, { table: "kv" });
+    await db.open();
+    journal = await MessageJournal.open(db, logger.child({ component: "journal" }));
   } catch (err) {
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
   const ttlMs = cfg.session_ttl_hours * HOUR;
-  const sessionsKeyv = new Keyv<unknown>({ store: sessionsDb, namespace: "s", throwOnErrors: true });
+  const sessionsKeyv = new Keyv<unknown>({ store: db, namespace: "s", throwOnErrors: true });
   const log = logger.child({ component: "storage" });
   const sessionMap = new WriteBehindMap<import("./session-store.js").Session>(sessionsKeyv, {
     maxEntries: cfg.cache_size,
@@ -59,7 +57,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     ttlMs,
     logger: log,
   });
-  const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: journalDb, namespace: "c", throwOnErrors: true }), {
+  const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: db, namespace: "c", throwOnErrors: true }), {
     maxEntries: cfg.cache_size,
     flushIntervalMs: cfg.flush_interval_ms,
     ttlMs: 48 * HOUR,
@@ -68,9 +66,8 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   const sweep = async (): Promise<void> => {
     try {
       const now = Date.now();
-      await sessionsDb.sweepExpired(now);
+      await db.sweepExpired(now);
       // Outcomes stay readable by id for a day at least.
-      await journalDb.sweepExpired(now);
       await journal.sweep(now - Math.max(ttlMs, 24 * HOUR));
     } catch (err) {
       log.warn({ err }, "sweeping expired rows failed");
@@ -88,7 +85,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     },
     async healthy() {
       try {
-        await sessionsDb.query("SELECT 1");
+        await db.query("SELECT 1");
         return true;
       } catch {
         return false;
@@ -99,7 +96,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
       try {
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
-        await Promise.allSettled([sessionsDb.disconnect(), journalDb.disconnect()]);
+        await db.disconnect().catch(() => undefined);
       }
     },
   };

@@ -115,7 +115,7 @@ describe("SessionStore on SQLite", () => {
     await s.flush();
     s.sessions.save("webchat:bob", turns(1));
     await s.flush();
-    await exec(file, "DROP TABLE sessions;");
+    await exec(file, "DROP TABLE kv;");
     // alice was evicted from the one-entry cache, so this read must reach the (broken) disk.
     await expect(s.sessions.load("webchat:alice")).rejects.toBeInstanceOf(StorageError);
   });
@@ -123,10 +123,10 @@ describe("SessionStore on SQLite", () => {
   it("keeps a write that failed and commits it once the store works again", async () => {
     const { s, dir } = await stores();
     const file = join(dir.dir, "s.sqlite");
-    await exec(file, "ALTER TABLE sessions RENAME TO sessions_away;");
+    await exec(file, "ALTER TABLE kv RENAME TO kv_away;");
     s.sessions.save("webchat:alice", turns(1));
     await expect(s.flush()).rejects.toBeInstanceOf(StorageError);
-    await exec(file, "ALTER TABLE sessions_away RENAME TO sessions;");
+    await exec(file, "ALTER TABLE kv_away RENAME TO kv;");
     await s.flush();
     await s.close();
     const again = await stores({}, dir);
