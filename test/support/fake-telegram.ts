@@ -34,6 +34,8 @@ export interface FakeTelegramFault {
   status: number;
   retryAfter?: number;
   description?: string;
+  /** Only calls whose payload this accepts get the fault. */
+  match?: (payload: Record<string, unknown>) => boolean;
 }
 
 /** Options of `startFakeTelegram`. */
@@ -303,7 +305,7 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       record(401);
       return reply(res, 401, fail(401, "Unauthorized"));
     }
-    const faultAt = state.faults.findIndex((f) => f.method === undefined || f.method === method);
+    const faultAt = state.faults.findIndex((f) => (f.method === undefined || f.method === method) && (f.match?.(payload) ?? true));
     if (faultAt >= 0) {
       const [fault] = state.faults.splice(faultAt, 1);
       if (fault) {

@@ -77,6 +77,6 @@ export async function runPolling(o: PollingOptions): Promise<void> {
   }
   if (offset !== undefined) {
     // Confirms what was handled so a restart does not see it again (timeout 0: returns at once).
-    await o.api.getUpdates({ offset, limit: 1, timeout: 0, allowed_updates: [...ALLOWED_UPDATES] }).catch(() => undefined);
+    await o.api.getUpdates({ offset, limit: 1, timeout: 0, allowed_updates: [...ALLOWED_UPDATES] }, grammySignal(AbortSignal.timeout(3_000))).catch(() => undefined);
   }
 }

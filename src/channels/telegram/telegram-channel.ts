@@ -113,7 +113,8 @@ class TelegramChannel implements Channel {
 
   private async identify(bot: Bot, signal: AbortSignal): Promise<BotIdentity> {
     try {
-      await bot.init(grammySignal(signal));
+      // Not bot.init(): it retries a network failure forever, and start must fail clearly instead.
+      bot.botInfo = await bot.api.getMe(grammySignal(signal));
     } catch (err) {
       const e = toChannelError(err, this.cfg.token);
       const hint = e.code === "E_TELEGRAM_401" || e.code === "E_TELEGRAM_404" ? "the bot token was refused: check channels.telegram.token (or TELEGRAM_BOT_TOKEN)" : e.message;
