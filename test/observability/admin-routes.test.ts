@@ -2,14 +2,17 @@ import { afterEach, describe, expect, it } from "vitest";
 import { GatewayHttpServer } from "../../src/http/http-server.js";
 import { ADMIN_COOKIE, checkAdminAccess, dashboardSnapshot, registerAdminRoutes } from "../../src/observability/admin-routes.js";
 import { createPromMetrics } from "../../src/observability/metrics.js";
-import { capturedLogs, captureLogger } from "../support/harness.js";
+import { capturedLogs, captureLogger, startTestGateway, type TestGateway } from "../support/harness.js";
 
 const TOKEN = "adm-9f8e7d6c5b4a3928171605f4e3d2c1b0";
 
 let server: GatewayHttpServer | undefined;
+let t: TestGateway | undefined;
 afterEach(async () => {
   await server?.close();
+  await t?.close();
   server = undefined;
+  t = undefined;
 });
 
 /** The admin routes on a server of their own, as the gateway will mount them. */
@@ -127,5 +130,21 @@ describe("admin endpoints over HTTP", () => {
     expect(s.replyLatency.le.at(-1)).toBe(-1);
     expect(s.replyLatency.counts.at(-1)).toBe(2);
     expect(s.replyLatency.counts[s.replyLatency.le.indexOf(0.05)]).toBe(1);
+  });
+
+  it("are served by the gateway itself, behind http.admin_token, once gateway.ts mounts them", async (ctx) => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_HTTP_ADMIN_TOKEN: TOKEN } });
+    const probe = await fetch(`${t.base}/metrics`);
+    await probe.arrayBuffer();
+    // Until the lead wires createPromMetrics + registerAdminRoutes into startGateway there is nothing to check.
+    if (probe.status === 404) ctx.skip();
+    expect(probe.status).toBe(401);
+    const { body } = await t.post("wired", "hello");
+    await t.result(body.id as string);
+    const res = await fetch(`${t.base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('zeptoclaw_messages_in_total{channel="webchat"} 1');
+    expect((await fetch(`${t.base}/dashboard`)).status).toBe(401);
+    expect((await fetch(`${t.base}/dashboard`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   });
 });
