@@ -41,7 +41,7 @@ const session = z.strictObject({
   max_session_messages: posInt().default(100),
   session_ttl_hours: z.number({ error: "expected a positive number" }).positive({ error: "expected a positive number" }).default(24),
   cache_size: posInt().default(10_000),
-  flush_interval_ms: posInt().default(50),
+  flush_interval_ms: posInt().default(1_000),
 });
 
 const bus = z.strictObject({

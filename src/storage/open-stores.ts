@@ -1,4 +1,4 @@
-import Keyv from "keyv";
+import Keyv, { type KeyvOptions } from "keyv";
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
 import { MessageJournal } from "./journal.js";
@@ -31,6 +31,13 @@ export interface Stores {
 
 const HOUR = 3_600_000;
 
+// Sessions are plain JSON: the default serializer's Buffer and BigInt handling costs time
+// on every write and buys nothing here.
+const plainJson: Pick<KeyvOptions, "serialize" | "deserialize"> = {
+  serialize: (data) => JSON.stringify(data),
+  deserialize: (data) => JSON.parse(data) as ReturnType<typeof JSON.parse>,
+};
+
 /** Opens the session store and the message journal on one SQLite file; throws `StorageError` if it cannot. */
 export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Stores> {
   if (!cfg.store.startsWith("sqlite://")) {
@@ -49,7 +56,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
   const ttlMs = cfg.session_ttl_hours * HOUR;
-  const sessionsKeyv = new Keyv<unknown>({ store: db, namespace: "s", throwOnErrors: true });
+  const sessionsKeyv = new Keyv<unknown>({ store: db, namespace: "s", throwOnErrors: true, ...plainJson });
   const log = logger.child({ component: "storage" });
   const sessionMap = new WriteBehindMap<import("./session-store.js").Session>(sessionsKeyv, {
     maxEntries: cfg.cache_size,
@@ -57,7 +64,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     ttlMs,
     logger: log,
   });
-  const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: db, namespace: "c", throwOnErrors: true }), {
+  const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: db, namespace: "c", throwOnErrors: true, ...plainJson }), {
     maxEntries: cfg.cache_size,
     flushIntervalMs: cfg.flush_interval_ms,
     ttlMs: 48 * HOUR,

@@ -2,6 +2,9 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { KeyvSqlite } from "@keyv/sqlite";
 
+// SQLite allows 32,766 parameters per statement (since 3.32); two per row, with room to spare.
+const ROWS_PER_STATEMENT = 1_000;
+
 /** A row as Keyv hands it to a store: the key already namespaced, the value serialized. */
 export interface SerializedEntry {
   key: string;
@@ -41,13 +44,18 @@ export class BatchedSqliteStore extends KeyvSqlite {
   async setMany(entries: SerializedEntry[]): Promise<boolean[]> {
     await this.ready;
     const table = this.opts.table as string;
-    const payload = JSON.stringify(entries.map((e) => [e.key, e.value]));
-    await this.query(
-      `INSERT INTO ${table} (key, value)
-         SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j WHERE true
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
-      payload,
-    );
+    // Plain placeholders, not one JSON parameter: values are already serialized strings and
+    // wrapping them in JSON again would escape every quote of every session.
+    for (let i = 0; i < entries.length; i += ROWS_PER_STATEMENT) {
+      const chunk = entries.slice(i, i + ROWS_PER_STATEMENT);
+      const params: unknown[] = [];
+      for (const e of chunk) params.push(e.key, e.value);
+      await this.query(
+        `INSERT INTO ${table} (key, value) VALUES ${chunk.map(() => "(?, ?)").join(", ")}
+           ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
+        ...params,
+      );
+    }
     return entries.map(() => true);
   }
 
