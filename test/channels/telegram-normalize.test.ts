@@ -61,6 +61,15 @@ describe("normalizeUpdate", () => {
     });
     expect(normalizeUpdate({ update_id: 1 } as Update, me, "mention")).toMatchObject({ kind: "ignore" });
   });
+
+  it("ignores forged updates whose message is not shaped like Telegram's", () => {
+    const odd: unknown[] = [1, null, "x", [], {}, { message_id: 1 }, { message_id: 1, chat: 5 }, { message_id: 1, chat: { id: "7", type: "private" } }, { message_id: 1, chat: { id: 7, type: "private" }, from: 3 }];
+    for (const message of odd) {
+      expect(normalizeUpdate({ update_id: 1, message } as unknown as Update, me, "all")).toMatchObject({ kind: "ignore", reason: "malformed message" });
+    }
+    const junkFields = { message_id: 1, chat: { id: 7, type: "private" }, from: { id: 7, is_bot: false, first_name: 9 }, text: 42, entities: "no", photo: 3, reply_to_message: 1 };
+    expect(normalizeUpdate({ update_id: 2, message: junkFields } as unknown as Update, me, "all")).toMatchObject({ kind: "ignore", reason: "service message" });
+  });
 });
 
 describe("access and ids", () => {

@@ -4,6 +4,7 @@ import { BusFullError, RefusedError } from "../../errors.js";
 import type { InboundMessage } from "../../messages.js";
 import type { TelegramSender } from "./access.js";
 import { BoundedSet } from "./bounded.js";
+import { parseConversationId } from "./ids.js";
 import { type BotIdentity, type Normalized, type NoticeTarget, normalizeUpdate } from "./normalize.js";
 
 /** Said once to a user that `allow_from` / `deny_by_default` keeps out. */
@@ -60,8 +61,6 @@ export class TelegramIngress {
       log.warn({ updateId: update.update_id, err }, "malformed Telegram update ignored");
       return;
     }
-    const chatId = (update.message ?? update.edited_message)?.chat.id;
-    if (chatId !== undefined) this.deps.seenChat(chatId);
     if (n.kind === "ignore") {
       log.debug({ updateId: update.update_id, reason: n.reason }, "Telegram update ignored");
       return;
@@ -72,6 +71,9 @@ export class TelegramIngress {
       if (first) this.deps.notify(n.kind === "message" ? { conversationId: n.message.conversationId, replyToId: n.message.id } : n.target, refusalText(n.from.id), `refusal:${n.from.id}`);
       return;
     }
+    // The chat wrote to the bot, so it does not block it (any more).
+    const target = parseConversationId(n.kind === "message" ? n.message.conversationId : n.target.conversationId);
+    if (target) this.deps.seenChat(target.chatId);
     if (n.kind === "notice") {
       this.deps.notify(n.target, n.text, `${n.target.replyToId}:notice:${update.update_id}`);
       return;

@@ -39,9 +39,10 @@ export const ALLOWED_UPDATES = ["message", "edited_message"] as const;
  * their own conversations; captions count as text; bots and service messages are ignored.
  */
 export function normalizeUpdate(update: Update, me: BotIdentity, groupMode: "mention" | "all"): Normalized {
-  const edited = update.edited_message;
-  const msg = update.message ?? edited;
-  if (!msg) return { kind: "ignore", reason: "not a message update" };
+  const edited = update.edited_message !== undefined;
+  if (update.message === undefined && !edited) return { kind: "ignore", reason: "not a message update" };
+  const msg = asMessage(update.message ?? update.edited_message);
+  if (!msg) return { kind: "ignore", reason: "malformed message" };
   const from = msg.from;
   if (!from) return { kind: "ignore", reason: "no sender (channel post)" };
   if (from.is_bot) return { kind: "ignore", reason: "sent by a bot" };
@@ -49,21 +50,21 @@ export function normalizeUpdate(update: Update, me: BotIdentity, groupMode: "men
   if ((chat.type as string) === "channel") return { kind: "ignore", reason: "channel post" };
   const isDirect = chat.type === "private";
 
-  const rawText = msg.text ?? msg.caption ?? "";
-  const entities = msg.entities ?? msg.caption_entities ?? [];
+  const rawText = typeof msg.text === "string" ? msg.text : typeof msg.caption === "string" ? msg.caption : "";
+  const entities = (Array.isArray(msg.entities) ? msg.entities : Array.isArray(msg.caption_entities) ? msg.caption_entities : []).filter(isEntity);
   const command = commandOf(rawText, entities);
   if (command && command.bot !== undefined && command.bot.toLowerCase() !== me.username.toLowerCase()) {
     return { kind: "ignore", reason: "command for another bot" };
   }
   const mentioned = mentionsMe(rawText, entities, me);
-  const repliedToMe = msg.reply_to_message?.from?.id === me.id;
+  const repliedToMe = isObject(msg.reply_to_message) && isObject(msg.reply_to_message.from) && msg.reply_to_message.from.id === me.id;
   const addressed = isDirect || groupMode === "all" || mentioned || repliedToMe || command !== undefined;
   if (!addressed) return { kind: "ignore", reason: "group message not addressed to the bot" };
 
   const threadId = chat.type === "supergroup" && msg.is_topic_message && msg.message_thread_id !== undefined ? msg.message_thread_id : undefined;
   const conversationId = conversationIdOf(chat.id, threadId);
   const id = messageIdOf(chat.id, msg.message_id);
-  const sender: TelegramSender = { id: from.id, ...(from.username ? { username: from.username } : {}) };
+  const sender: TelegramSender = { id: from.id, ...(typeof from.username === "string" ? { username: from.username } : {}) };
   const target = { conversationId, replyToId: id };
   if (edited) return { kind: "notice", from: sender, target, text: EDITED_NOTICE };
 
@@ -75,8 +76,9 @@ export function normalizeUpdate(update: Update, me: BotIdentity, groupMode: "men
     return { kind: "ignore", reason: "service message" };
   }
   // In a forum every message replies to the topic's first one: that is not a quote.
-  const quoted = msg.reply_to_message && msg.reply_to_message.message_id !== threadId ? msg.reply_to_message.message_id : undefined;
-  const name = [from.first_name, from.last_name].filter(Boolean).join(" ") || from.username;
+  const replyTo = isObject(msg.reply_to_message) && Number.isSafeInteger(msg.reply_to_message.message_id) ? msg.reply_to_message.message_id : undefined;
+  const quoted = replyTo !== threadId ? replyTo : undefined;
+  const name = [from.first_name, from.last_name].filter((x) => typeof x === "string" && x !== "").join(" ") || sender.username;
   const message: InboundMessage = {
     id,
     channel: "telegram",
@@ -91,6 +93,27 @@ export function normalizeUpdate(update: Update, me: BotIdentity, groupMode: "men
     receivedAt: Date.now(),
   };
   return { kind: "message", message, from: sender };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The message if it has the shape every later step relies on: Telegram always sends it, but
+ * a forged webhook body may not, and it must be ignored rather than crash the handler.
+ */
+function asMessage(v: unknown): Message | undefined {
+  if (!isObject(v) || !Number.isSafeInteger(v.message_id)) return undefined;
+  const chat = v.chat;
+  if (!isObject(chat) || !Number.isSafeInteger(chat.id) || typeof chat.type !== "string") return undefined;
+  if (v.from !== undefined && (!isObject(v.from) || !Number.isSafeInteger(v.from.id))) return undefined;
+  if (v.message_thread_id !== undefined && !Number.isSafeInteger(v.message_thread_id)) return undefined;
+  return v as unknown as Message;
+}
+
+function isEntity(e: unknown): e is MessageEntity {
+  return isObject(e) && typeof e.type === "string" && Number.isSafeInteger(e.offset) && Number.isSafeInteger(e.length);
 }
 
 function slice(text: string, e: MessageEntity): string {
@@ -108,7 +131,7 @@ function mentionsMe(text: string, entities: MessageEntity[], me: BotIdentity): b
   return entities.some(
     (e) =>
       (e.type === "mention" && slice(text, e).toLowerCase() === `@${me.username.toLowerCase()}`) ||
-      (e.type === "text_mention" && e.user.id === me.id),
+      (e.type === "text_mention" && isObject(e.user) && e.user.id === me.id),
   );
 }
 
@@ -120,7 +143,7 @@ function stripMention(text: string, me: BotIdentity): string {
 
 function attachmentsOf(msg: Message): Attachment[] {
   const out: Attachment[] = [];
-  const largest = msg.photo?.at(-1);
+  const largest = Array.isArray(msg.photo) ? msg.photo.at(-1) : undefined;
   if (largest) out.push({ kind: "photo", ...(largest.file_size !== undefined ? { size: largest.file_size } : {}) });
   const file = (kind: Attachment["kind"], f: { file_name?: string; mime_type?: string; file_size?: number } | undefined): void => {
     if (!f) return;
