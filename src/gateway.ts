@@ -124,7 +124,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const channel = byId.get(m.channel);
     try {
       await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
-      stores.journal.delivered(m.id);
+      if (channel?.resendAfterCrash !== false) stores.journal.delivered(m.id);
     } catch (err) {
       // Left "finished" in the journal: the next start tries the delivery again.
       logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
@@ -139,7 +139,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     },
     async final(m, text, isError) {
       // Stored before it is sent: a crash after this point re-sends this text, never re-asks the LLM.
-      await stores.journal.finish(m.id, text, isError);
+      await stores.journal.finish(m.id, text, isError, byId.get(m.channel)?.resendAfterCrash === false);
       await deliver(m, text, isError);
       metrics.outbound(m.channel, isError, Date.now() - m.receivedAt);
       if (isError) metrics.deadLetter(m.channel);

@@ -86,6 +86,19 @@ export class GatewayHttpServer implements HttpRoutes {
     this.server.headersTimeout = 10_000;
     this.server.requestTimeout = 30_000;
     this.server.keepAliveTimeout = 5_000;
+    // Requests Node's parser refuses (bad bytes in the request line, huge headers) still
+    // get a reason, not an empty 400.
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === "ECONNRESET" || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      const body = JSON.stringify({ error: `malformed HTTP request (${err.code ?? "parse error"})` });
+      socket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    });
   }
 
   add(method: Route["method"], path: string, handler: RouteHandler): void {

@@ -25,13 +25,15 @@ export interface Unfinished {
 
 type Op =
   | { kind: "accept"; m: InboundMessage; done: (isNew: boolean) => void; fail: (e: unknown) => void }
-  | { kind: "finish"; id: string; text: string; isError: boolean; done: () => void; fail: (e: unknown) => void }
+  | { kind: "finish"; id: string; text: string; isError: boolean; final: boolean; done: () => void; fail: (e: unknown) => void }
   | { kind: "delivered"; id: string };
 
 // Row states: 0 accepted, 1 finished (reply stored, maybe not delivered), 2 delivered.
 const ACCEPTED = 0;
 const FINISHED = 1;
 const DELIVERED = 2;
+// Rows per statement: SQLite takes up to 32,766 parameters; five per row leaves room.
+const ROWS = 1_000;
 
 /**
  * The durable record of every accepted message: "accepted means answered".
@@ -78,9 +80,12 @@ export class MessageJournal {
     return new Promise((done, fail) => this.push({ kind: "accept", m, done, fail }));
   }
 
-  /** Stores the reply; resolves once committed, so it is never produced twice. */
-  finish(id: string, text: string, isError: boolean): Promise<void> {
-    return new Promise((done, fail) => this.push({ kind: "finish", id, text, isError, done, fail }));
+  /**
+   * Stores the reply; resolves once committed, so it is never produced twice. `final` marks
+   * it delivered at once, for channels whose outcome is read by id and never re-sent.
+   */
+  finish(id: string, text: string, isError: boolean, final = false): Promise<void> {
+    return new Promise((done, fail) => this.push({ kind: "finish", id, text, isError, final, done, fail }));
   }
 
   /** Marks the reply delivered; committed with the next batch. */
@@ -104,11 +109,11 @@ export class MessageJournal {
     if (ops.length === 0) return;
     const now = Date.now();
     const accepts: [string, string, string, string][] = [];
-    const finishes: [string, string, number][] = [];
+    const finishes: [string, string, number, number][] = [];
     const delivered: string[] = [];
     for (const op of ops) {
       if (op.kind === "accept") accepts.push([op.m.id, op.m.userId, op.m.conversationId, JSON.stringify(op.m)]);
-      else if (op.kind === "finish") finishes.push([op.id, op.text, op.isError ? 1 : 0]);
+      else if (op.kind === "finish") finishes.push([op.id, op.text, op.isError ? 1 : 0, op.final ? DELIVERED : FINISHED]);
       else delivered.push(op.id);
     }
     // Each kind is one statement and commits on its own: no transaction is held across
@@ -117,16 +122,21 @@ export class MessageJournal {
     if (accepts.length > 0) {
       const mine = ops.filter((op): op is Extract<Op, { kind: "accept" }> => op.kind === "accept");
       try {
-        const rows = (await this.db.query(
-          `INSERT INTO journal (id, user_id, conversation_id, state, payload, updated_at)
-             SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), ${ACCEPTED},
-                    json_extract(j.value, '$[3]'), ?
-             FROM json_each(?) AS j WHERE true
-             ON CONFLICT(id) DO NOTHING
-             RETURNING id`,
-          now,
-          JSON.stringify(accepts),
-        )) as { id: string }[];
+        const rows: { id: string }[] = [];
+        // Placeholders, not one JSON parameter: the payload is already JSON, and wrapping it
+        // again would escape every quote in it.
+        for (let i = 0; i < accepts.length; i += ROWS) {
+          const chunk = accepts.slice(i, i + ROWS);
+          rows.push(
+            ...((await this.db.query(
+              `INSERT INTO journal (id, user_id, conversation_id, payload, state, updated_at)
+                 VALUES ${chunk.map(() => `(?, ?, ?, ?, ${ACCEPTED}, ${now})`).join(", ")}
+                 ON CONFLICT(id) DO NOTHING
+                 RETURNING id`,
+              ...chunk.flat(),
+            )) as { id: string }[]),
+          );
+        }
         const fresh = new Set(rows.map((r) => r.id));
         for (const op of mine) op.done(fresh.has(op.m.id));
       } catch (err) {
@@ -136,12 +146,15 @@ export class MessageJournal {
     if (finishes.length > 0) {
       const mine = ops.filter((op): op is Extract<Op, { kind: "finish" }> => op.kind === "finish");
       try {
-        await this.db.query(
-          `UPDATE journal SET state = ${FINISHED}, reply = json_extract(j.value, '$[1]'), is_error = json_extract(j.value, '$[2]'), payload = NULL, updated_at = ?
-             FROM json_each(?) AS j WHERE journal.id = json_extract(j.value, '$[0]')`,
-          now,
-          JSON.stringify(finishes),
-        );
+        for (let i = 0; i < finishes.length; i += ROWS) {
+          const chunk = finishes.slice(i, i + ROWS);
+          await this.db.query(
+            `WITH v(id, reply, is_error, state) AS (VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")})
+             UPDATE journal SET state = v.state, reply = v.reply, is_error = v.is_error, payload = NULL, updated_at = ${now}
+               FROM v WHERE journal.id = v.id`,
+            ...chunk.flat(),
+          );
+        }
         for (const op of mine) op.done();
       } catch (err) {
         this.fail(err, mine);
