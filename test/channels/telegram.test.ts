@@ -161,10 +161,11 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.sent).toHaveLength(1);
   });
 
-  it("retries 500s with backoff and delivers once; survives a 409 on getUpdates", async () => {
+  it("retries 500s with backoff and delivers once; survives a 409 and a 500 on getUpdates", async () => {
     w = await startTelegramWorld({ deps: FAST });
     const { tg } = w;
     tg.faults.push({ method: "getUpdates", status: 409, description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running" });
+    tg.faults.push({ method: "getUpdates", status: 500 });
     tg.faults.push({ method: "sendMessage", status: 500 }, { method: "sendMessage", status: 502 });
     tg.pushUpdate(telegramFixture("private-text"));
     await tg.waitFor(() => tg.sent[0], 10_000, "the reply");
