@@ -15,6 +15,7 @@ import { FloodLimit } from "./bus/flood-limit.js";
 import { BusFullError, RefusedError } from "./errors.js";
 import { GatewayHttpServer, sendJson } from "./http/http-server.js";
 import type { InboundMessage } from "./messages.js";
+import { DeferredMetrics } from "./observability/deferred-metrics.js";
 import { type GatewayMetrics, noMetrics } from "./observability/metrics-types.js";
 import { PACKAGE_ROOT } from "./package-info.js";
 import { openStores, type Stores } from "./storage/open-stores.js";
@@ -41,6 +42,8 @@ export interface GatewayOptions {
 export interface Gateway {
   /** The HTTP port actually bound (useful with `http.port = 0`). */
   port: number;
+  /** Resolves once /metrics and /dashboard are served (they load just after ready). */
+  adminReady: Promise<void>;
   stores: Stores;
   bus: MemoryBus;
   /** Publishes as a channel would: records the message as pending, then hands it to the bus. */
@@ -56,12 +59,8 @@ function llmIsConfigured(config: Config): boolean {
 /** Builds every part from the config and starts serving. */
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const { config, logger } = o;
-  let metrics = o.metrics ?? noMetrics;
-  let registry: import("prom-client").Registry | undefined;
-  if (!o.metrics) {
-    const { createPromMetrics } = await import("./observability/metrics.js");
-    ({ metrics, registry } = createPromMetrics());
-  }
+  const deferred = o.metrics ? undefined : new DeferredMetrics();
+  const metrics: GatewayMetrics = o.metrics ?? deferred ?? noMetrics;
   const provider = new URL(config.llm.base_url).host;
   const stores = await openStores(config.session, logger);
   const configured = llmIsConfigured(config);
@@ -192,11 +191,6 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
   });
 
-  if (registry) {
-    const { registerAdminRoutes } = await import("./observability/admin-routes.js");
-    registerAdminRoutes(http, { registry, adminToken: config.http.admin_token, pagePath: join(PACKAGE_ROOT, "public", "dashboard.html") });
-  }
-
   // What a crash or a cut-short drain left: finished replies are sent again from the journal,
   // accepted messages run again, in their original order, before anything new.
   const left = await stores.journal.unfinished();
@@ -228,11 +222,26 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   });
 
   const port = await http.listen(config.http.port, config.http.host);
-  setImmediate(() => llm.warm?.());
+  // Metrics and the admin endpoints load right after ready: prom-client is slow to import.
+  const adminReady = new Promise<void>((resolve) =>
+    setImmediate(() => {
+      llm.warm?.();
+      if (!deferred) return resolve();
+      Promise.all([import("./observability/metrics.js"), import("./observability/admin-routes.js")])
+        .then(([{ createPromMetrics }, { registerAdminRoutes }]) => {
+          const { metrics: prom, registry } = createPromMetrics();
+          deferred.attach(prom);
+          registerAdminRoutes(http, { registry, adminToken: config.http.admin_token, pagePath: join(PACKAGE_ROOT, "public", "dashboard.html") });
+        })
+        .catch((err: unknown) => logger.error({ err }, "metrics could not be loaded"))
+        .finally(resolve);
+    }),
+  );
   logger.info({ host: config.http.host, port, channels: channels.map((c) => c.id), store: config.session.store.split("://")[0] }, "zeptoclaw gateway ready");
 
   return {
     port,
+    adminReady,
     stores,
     bus,
     publish,

@@ -1,7 +1,7 @@
 import type OpenAIType from "openai";
 import pLimit from "p-limit";
 import type { Logger } from "pino";
-import { RateLimiterMemory, RateLimiterQueue } from "rate-limiter-flexible";
+import type { RateLimiterQueue } from "rate-limiter-flexible";
 import { LlmError } from "../errors.js";
 import type { ChatMessage } from "../storage/session-store.js";
 import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
@@ -78,7 +78,9 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
   // and the gateway should be ready before it is needed.
   let loaded: Promise<{ OpenAI: OpenAIModule; sdk: OpenAIType }> | undefined;
   const load = () =>
-    (loaded ??= import("openai").then(({ default: OpenAI }) => ({
+    (loaded ??= Promise.all([import("openai"), o.requestsPerMinute > 0 ? import("rate-limiter-flexible") : undefined]).then(([{ default: OpenAI }, rl]) => {
+      if (rl) rpm = new rl.RateLimiterQueue(new rl.RateLimiterMemory({ points: o.requestsPerMinute, duration: 60 }), { maxQueueSize: 100_000 });
+      return {
       OpenAI,
       sdk: new OpenAI({
         baseURL: o.baseUrl,
@@ -87,12 +89,10 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
         maxRetries: 0,
         timeout: o.timeoutMs,
       }),
-    })));
+      };
+    }));
   const limit = pLimit(o.maxConcurrency);
-  const rpm =
-    o.requestsPerMinute > 0
-      ? new RateLimiterQueue(new RateLimiterMemory({ points: o.requestsPerMinute, duration: 60 }), { maxQueueSize: 100_000 })
-      : undefined;
+  let rpm: RateLimiterQueue | undefined;
   const backoff = o.backoff ?? { baseMs: 500, capMs: 20_000 };
   const breaker = new CircuitBreaker(o.breaker ?? { threshold: 5, cooldownMs: 30_000 });
 

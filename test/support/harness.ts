@@ -60,6 +60,7 @@ export async function startTestGateway(
     },
   });
   const gw = await startGateway({ config, logger: captureLogger(secrets), ...opts.gateway });
+  await gw.adminReady;
   const base = `http://127.0.0.1:${gw.port}`;
   return {
     gw,
