@@ -28,11 +28,12 @@ export interface TelegramChannelDeps {
   pollBackoffMs?: number;
 }
 
-/** The commands shown in Telegram's menu; the agent answers them. */
+/** The commands shown in Telegram's menu; the agent answers them (src/agent/commands.ts). */
 const COMMANDS = [
   { command: "start", description: "Say hello and see what I can do" },
   { command: "help", description: "Show help" },
   { command: "reset", description: "Forget our conversation and start fresh" },
+  { command: "usage", description: "Tokens you used today and your daily allowance" },
 ];
 
 /** How long `stop` waits for notices (refusals, "busy") still being sent. */
