@@ -42,6 +42,7 @@ export class TelegramOutbox {
       ...(target.replyToMessageId !== undefined && isGroupChat(target.chatId)
         ? { reply_parameters: { message_id: target.replyToMessageId, allow_sending_without_reply: true } }
         : {}),
+      // Answers often cite links; a preview card under each would bury the text.
       link_preview_options: { is_disabled: true },
     };
     return this.guard(target.chatId, async () => {
@@ -61,8 +62,10 @@ export class TelegramOutbox {
   async edit(target: TelegramTarget, messageId: number, part: RenderedPart, signal?: AbortSignal): Promise<void> {
     await this.guard(target.chatId, async () => {
       const call = async (html: boolean): Promise<void> => {
+        const text = html && part.html !== undefined ? part.html : part.plain;
+        const other = { link_preview_options: { is_disabled: true }, ...(html ? { parse_mode: "HTML" as const } : {}) };
         try {
-          await this.api.editMessageText(target.chatId, messageId, html ? (part.html ?? part.plain) : part.plain, html ? { parse_mode: "HTML", link_preview_options: { is_disabled: true } } : { link_preview_options: { is_disabled: true } }, grammySignal(signal));
+          await this.api.editMessageText(target.chatId, messageId, text, other, grammySignal(signal));
         } catch (err) {
           const e = toChannelError(err, this.token);
           if (statusOf(e) === 400 && /message is not modified/i.test(e.message)) return;
