@@ -14,6 +14,7 @@ Usage:
   zeptoclaw gateway [--config FILE]        run the gateway
   zeptoclaw config check [--config FILE]   validate a config and print it, secrets masked
   zeptoclaw doctor [--config FILE]         check config, store, LLM endpoint and channels
+  zeptoclaw pair list|approve CODE         see and approve users waiting for access
   zeptoclaw bench [options]                measure throughput, latency and memory
   zeptoclaw --version                      print the version
   zeptoclaw --help                         print this help
@@ -51,6 +52,18 @@ Exits 0 when all is well, 1 when something needs fixing, 2 for config problems.
 
 Options:
   -c, --config FILE   TOML config file
+  -h, --help          print this help
+`;
+
+const PAIR_HELP = `Usage: zeptoclaw pair list [--config FILE]
+       zeptoclaw pair approve CODE [--config FILE]
+
+With pairing on (channels.telegram.pairing = true), a user not on the allowlist gets a
+one-time code. "list" shows the codes waiting (they expire after an hour); "approve"
+lets that user in, through the same store the gateway uses, while it runs.
+
+Options:
+  -c, --config FILE   TOML config file (the one the gateway runs with)
   -h, --help          print this help
 `;
 
@@ -187,6 +200,52 @@ async function doctor(args: string[]): Promise<number> {
   return findings.every((f) => f.ok) ? 0 : 1;
 }
 
+async function pair(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h") {
+    process.stdout.write(PAIR_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== "list" && sub !== "approve") throw new UsageError(`unknown pair subcommand "${sub}"`);
+  const code = sub === "approve" ? rest.shift() : undefined;
+  if (sub === "approve" && (!code || code.startsWith("-"))) throw new UsageError("pair approve needs the CODE the user was given");
+  const opts = parse(rest, true);
+  if (opts.help) {
+    process.stdout.write(PAIR_HELP);
+    return 0;
+  }
+  const { loadConfig } = await import("./config/load.js");
+  let loaded;
+  try {
+    loaded = loadConfig({ file: opts.config });
+  } catch (err) {
+    if (await printConfigProblems(err)) return 2;
+    throw err;
+  }
+  const { pino } = await import("pino");
+  const { openStores } = await import("./storage/open-stores.js");
+  const stores = await openStores(loaded.config.session, pino({ level: "silent" }));
+  try {
+    if (code) {
+      const userId = await stores.pairing.approve(code);
+      if (!userId) {
+        process.stderr.write(`zeptoclaw: no pending code ${code.toUpperCase()} (unknown, already used, or expired after an hour)\n`);
+        return 1;
+      }
+      process.stdout.write(`approved ${userId}\n`);
+      return 0;
+    }
+    const pending = await stores.pairing.pending();
+    if (pending.length === 0) process.stdout.write("no codes waiting\n");
+    for (const p of pending) {
+      process.stdout.write(`${p.code}  ${p.userId}${p.name ? ` (${p.name})` : ""}  since ${new Date(p.createdAt).toISOString()}\n`);
+    }
+    return 0;
+  } finally {
+    await stores.close();
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -218,6 +277,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "doctor":
       return doctor(rest);
+    case "pair":
+      return pair(rest);
     case "bench": {
       const { benchCommand } = await import("../bench/cli.js");
       return benchCommand(rest);

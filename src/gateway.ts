@@ -201,6 +201,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const abort = new AbortController();
   for (const channel of channels) {
     const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
+    if (channel.id === "telegram" && config.channels.telegram.pairing) {
+      ctx.pair = (userId, name) => stores.pairing.request(userId, name);
+    }
     await channel.start(ctx);
   }
   for (const f of left.finished) {

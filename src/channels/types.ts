@@ -2,6 +2,9 @@ import type { Logger } from "pino";
 import type { HttpRoutes } from "../http/http-server.js";
 import type { ChannelId, InboundMessage, OutboundMessage } from "../messages.js";
 
+/** What pairing answered for a user the allowlist keeps out. */
+export type PairingAnswer = { status: "approved" } | { status: "pending"; code: string } | { status: "full" };
+
 /** What a channel gets when it starts. */
 export interface ChannelContext {
   /** Hands a message to the bus; resolves once accepted, rejects with `BusFullError` when full. */
@@ -10,6 +13,11 @@ export interface ChannelContext {
   signal: AbortSignal;
   /** The gateway's HTTP server, for channels that serve endpoints (web chat, webhooks). */
   http: HttpRoutes;
+  /**
+   * Set when pairing is on for this channel: a user the allowlist keeps out gets a one-time
+   * code the operator approves with `zeptoclaw pair approve CODE`.
+   */
+  pair?(userId: string, name: string): Promise<PairingAnswer>;
 }
 
 /** A platform adapter: platform events in, platform calls out. Never touches sessions or the LLM. */

@@ -92,6 +92,8 @@ const telegram = z
     allow_from: z.array(z.union([str(), z.int()]), { error: "expected a list of user ids or @usernames" }).default([]),
     deny_by_default: bool().default(false),
     group_mode: z.enum(["mention", "all"], { error: 'expected "mention" or "all"' }).default("mention"),
+    /** Users the allowlist keeps out get a one-time code; `zeptoclaw pair approve CODE` lets them in. */
+    pairing: bool().default(false),
   })
   .superRefine((t, ctx) => {
     if (!t.enabled) return;

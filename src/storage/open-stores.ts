@@ -2,6 +2,7 @@ import Keyv, { type KeyvOptions } from "keyv";
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
 import { MessageJournal } from "./journal.js";
+import { PairingStore } from "./pairing.js";
 import { SessionStore } from "./session-store.js";
 import { BatchedSqliteStore } from "./sqlite-store.js";
 import { WriteBehindMap } from "./write-behind.js";
@@ -22,6 +23,8 @@ export interface Stores {
   journal: MessageJournal;
   /** Small per-user counters (daily token usage), on the same file. */
   counters: WriteBehindMap<number>;
+  /** One-time codes for users the operator approves with `zeptoclaw pair approve`. */
+  pairing: PairingStore;
   /** Commits every pending write. */
   flush(): Promise<void>;
   /** True while the database answers. */
@@ -47,10 +50,12 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   // (SQLITE_BUSY and busy-wait sleeps); one queue of short statements never waits.
   let db: BatchedSqliteStore;
   let journal: MessageJournal;
+  let pairing: PairingStore;
   try {
     db = new BatchedSqliteStore(cfg.store, { table: "kv" });
     await db.open();
     journal = await MessageJournal.open(db, logger.child({ component: "journal" }));
+    pairing = await PairingStore.open(db, { ttlMs: HOUR, maxPending: 20 });
   } catch (err) {
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
@@ -87,6 +92,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     sessions: new SessionStore(sessionMap, cfg.max_session_messages),
     journal,
     counters,
+    pairing,
     async flush() {
       await Promise.all([sessionMap.flush(), journal.flush(), counters.flush()]);
     },

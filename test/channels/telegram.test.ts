@@ -5,6 +5,8 @@ import type { Channel } from "../../src/channels/types.js";
 import type { FakeOpenAiOptions } from "../support/fake-openai.js";
 import { type FakeTelegram, startFakeTelegram, telegramFixture } from "../support/fake-telegram.js";
 import { capturedLogs, startTestGateway, type TestGateway } from "../support/harness.js";
+import { runCli } from "../support/child-gateway.js";
+import { join } from "node:path";
 
 /** A gateway with a Telegram channel pointed at a fake Bot API. */
 interface TelegramWorld {
@@ -199,6 +201,29 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.sent[0]?.text).toMatch(/not allowed/);
     expect(tg.sent[0]?.text).toContain("4242");
     expect(t.llm.count).toBe(0);
+  });
+
+  it("pairs an unknown user: one code, approved with `zeptoclaw pair approve`, then answered", async () => {
+    w = await startTelegramWorld({
+      env: { ZEPTOCLAW_CHANNELS_TELEGRAM_DENY_BY_DEFAULT: "true", ZEPTOCLAW_CHANNELS_TELEGRAM_PAIRING: "true" },
+      deps: FAST,
+    });
+    const { tg, t } = w;
+    let second = 0;
+    tg.pushUpdate(telegramFixture("private-text", { message_id: 300 }));
+    second = tg.pushUpdate(telegramFixture("private-text", { message_id: 301 }));
+    const told = await tg.waitFor(() => (tg.confirmedOffset > second ? tg.sent[0] : undefined), 10_000, "the pairing code");
+    expect(tg.sent).toHaveLength(1);
+    const code = /zeptoclaw pair approve ([A-Z2-9]{8})/.exec(told.text)?.[1] as string;
+    expect(code).toBeDefined();
+    expect(t.llm.count).toBe(0);
+    const store = { ZEPTOCLAW_SESSION_STORE: `sqlite://${join(t.dir, "sessions.sqlite")}` };
+    const list = await runCli(["pair", "list"], { env: store });
+    expect(list.stdout).toContain(`${code}  telegram:${ALICE}`);
+    expect(await runCli(["pair", "approve", "WRONG234"], { env: store })).toMatchObject({ code: 1 });
+    expect(await runCli(["pair", "approve", code.toLowerCase()], { env: store })).toMatchObject({ code: 0, stdout: `approved telegram:${ALICE}\n` });
+    tg.pushUpdate(telegramFixture("private-text", { message_id: 302, text: "now?" }));
+    expect((await tg.waitFor(() => tg.sent.find((m) => m.text === "echo: now?"), 10_000, "the answer")).text).toBe("echo: now?");
   });
 
   it("admits users listed by @username", async () => {

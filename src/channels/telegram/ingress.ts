@@ -2,6 +2,7 @@ import type { Update } from "grammy/types";
 import type { Logger } from "pino";
 import { BusFullError, RefusedError } from "../../errors.js";
 import type { InboundMessage } from "../../messages.js";
+import type { PairingAnswer } from "../types.js";
 import type { TelegramSender } from "./access.js";
 import { BoundedSet } from "./bounded.js";
 import { parseConversationId } from "./ids.js";
@@ -10,6 +11,11 @@ import { type BotIdentity, type Normalized, type NoticeTarget, normalizeUpdate }
 /** Said once to a user that `allow_from` / `deny_by_default` keeps out. */
 export function refusalText(userId: number): string {
   return `Sorry, you are not allowed to use this bot. If you know its owner, ask them to add your Telegram user id (${userId}) to channels.telegram.allow_from.`;
+}
+
+/** Said to a user the allowlist keeps out while pairing is on. */
+export function pairingText(code: string): string {
+  return `This bot is private. To get in, give this code to its owner: ${code}\nThey approve it with: zeptoclaw pair approve ${code}\n(The code expires in an hour.)`;
 }
 
 /** Said when the bus is full and the message could not be taken. */
@@ -23,6 +29,8 @@ export interface IngressDeps {
   publish(m: InboundMessage): Promise<void>;
   /** Sends a short answer without holding up the update loop. */
   notify(target: NoticeTarget, text: string, idempotencyKey: string): void;
+  /** Pairing for users the allowlist keeps out, when it is on. */
+  pair?: (userId: string, name: string) => Promise<PairingAnswer>;
   /** Called for every update from a chat, so a chat that blocked the bot is tried again. */
   seenChat(chatId: number): void;
   logger: Logger;
@@ -37,8 +45,26 @@ export interface IngressDeps {
 export class TelegramIngress {
   private readonly seen = new BoundedSet<number>(10_000);
   private readonly refused = new BoundedSet<number>(10_000);
+  private readonly codesSent = new BoundedSet<string>(10_000);
 
   constructor(private readonly deps: IngressDeps) {}
+
+  /**
+   * For a user the allowlist keeps out, with pairing on: "approved" when the operator let
+   * them in; "told" after giving them their code (once per code); "refuse" when pairing is
+   * off or no more codes may wait.
+   */
+  private async pairing(n: Exclude<Normalized, { kind: "ignore" }>, updateId: number): Promise<"approved" | "told" | "refuse"> {
+    if (!this.deps.pair) return "refuse";
+    const name = n.kind === "message" ? (n.message.sender.name ?? "") : (n.from.username ?? "");
+    const answer = await this.deps.pair(`telegram:${n.from.id}`, name);
+    if (answer.status !== "pending") return answer.status === "approved" ? "approved" : "refuse";
+    const target = n.kind === "message" ? { conversationId: n.message.conversationId, replyToId: n.message.id } : n.target;
+    const first = this.codesSent.add(`${n.from.id}:${answer.code}`);
+    this.deps.logger.info({ updateId, fromId: n.from.id, told: first }, "Telegram user waiting for pairing approval");
+    if (first) this.deps.notify(target, pairingText(answer.code), `pairing:${n.from.id}:${answer.code}`);
+    return "told";
+  }
 
   async handle(update: Update): Promise<void> {
     // Marked first so a webhook redelivery racing the original is dropped; unmarked on failure.
@@ -65,7 +91,9 @@ export class TelegramIngress {
       log.debug({ updateId: update.update_id, reason: n.reason }, "Telegram update ignored");
       return;
     }
-    if (!this.deps.allowed(n.from)) {
+    const pairing = this.deps.allowed(n.from) ? "approved" : await this.pairing(n, update.update_id);
+    if (pairing === "told") return;
+    if (pairing === "refuse") {
       const first = this.refused.add(n.from.id);
       log.info({ updateId: update.update_id, fromId: n.from.id, told: first }, "Telegram user not in allow_from; refused");
       if (first) this.deps.notify(n.kind === "message" ? { conversationId: n.message.conversationId, replyToId: n.message.id } : n.target, refusalText(n.from.id), `refusal:${n.from.id}`);

@@ -87,6 +87,7 @@ class TelegramChannel implements Channel {
       notify: (target, text, key) => this.notify(target, text, key),
       seenChat: (chatId) => this.outbox.unblock(chatId),
       logger: this.logger,
+      ...(ctx.pair ? { pair: ctx.pair } : {}),
     });
     await this.apis.api.setMyCommands(COMMANDS, {}, grammySignal(signal)).catch((err: unknown) => {
       this.logger.warn({ err: toChannelError(err, this.cfg.token) }, "could not register the bot commands with setMyCommands");
