@@ -32,6 +32,8 @@ export interface FakeOpenAiOptions {
   record?: boolean;
   /** Characters per streamed chunk. */
   chunkSize?: number;
+  /** Pause between streamed chunks, so a client can be seen streaming. */
+  chunkDelayMs?: number;
 }
 
 /** A running fake OpenAI-compatible server. */
@@ -170,6 +172,14 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
         res.write(out.slice(0, Math.max(1, Math.floor(out.length / 2))));
         res.socket?.destroy();
         return;
+      }
+      if (state.options.chunkDelayMs) {
+        res.write(chunk({ role: "assistant", content: "" }));
+        for (let i = 0; i < answer.length; i += size) {
+          res.write(chunk({ content: answer.slice(i, i + size) }));
+          await new Promise((r) => setTimeout(r, state.options.chunkDelayMs));
+        }
+        out = "";
       }
       out += chunk({}, "stop");
       if (body.stream_options?.include_usage) {
