@@ -97,23 +97,30 @@ async function printConfigProblems(err: unknown): Promise<boolean> {
   return true;
 }
 
+/** Loads the config, or prints every problem and returns exit code 2. */
+async function loadOrReport(file: string | undefined): Promise<import("./config/load.js").LoadedConfig | number> {
+  const { loadConfig } = await import("./config/load.js");
+  try {
+    return loadConfig({ file });
+  } catch (err) {
+    if (await printConfigProblems(err)) return 2;
+    throw err;
+  }
+}
+
 async function configCheck(args: string[]): Promise<number> {
   const opts = parse(args, true);
   if (opts.help) {
     process.stdout.write(CONFIG_HELP);
     return 0;
   }
-  const { loadConfig, maskSecrets } = await import("./config/load.js");
+  const loaded = await loadOrReport(opts.config);
+  if (typeof loaded === "number") return loaded;
+  const { maskSecrets } = await import("./config/load.js");
   const { stringify } = await import("smol-toml");
-  try {
-    const loaded = loadConfig({ file: opts.config });
-    process.stdout.write(`# effective configuration${loaded.file ? ` from ${loaded.file}` : " (defaults)"}; secrets masked\n`);
-    process.stdout.write(`${stringify(maskSecrets(loaded.config) as Record<string, unknown>)}\n`);
-    return 0;
-  } catch (err) {
-    if (await printConfigProblems(err)) return 2;
-    throw err;
-  }
+  process.stdout.write(`# effective configuration${loaded.file ? ` from ${loaded.file}` : " (defaults)"}; secrets masked\n`);
+  process.stdout.write(`${stringify(maskSecrets(loaded.config) as Record<string, unknown>)}\n`);
+  return 0;
 }
 
 async function gateway(args: string[]): Promise<number> {
@@ -122,14 +129,8 @@ async function gateway(args: string[]): Promise<number> {
     process.stdout.write(GATEWAY_HELP);
     return 0;
   }
-  const { loadConfig } = await import("./config/load.js");
-  let loaded;
-  try {
-    loaded = loadConfig({ file: opts.config });
-  } catch (err) {
-    if (await printConfigProblems(err)) return 2;
-    throw err;
-  }
+  const loaded = await loadOrReport(opts.config);
+  if (typeof loaded === "number") return loaded;
   const { createLogger } = await import("./observability/logger.js");
   const logger = createLogger({ level: loaded.config.log.level, secrets: loaded.secrets });
   const { startGateway } = await import("./gateway.js");
@@ -182,14 +183,8 @@ async function doctor(args: string[]): Promise<number> {
     process.stdout.write(DOCTOR_HELP);
     return 0;
   }
-  const { loadConfig } = await import("./config/load.js");
-  let loaded;
-  try {
-    loaded = loadConfig({ file: opts.config });
-  } catch (err) {
-    if (await printConfigProblems(err)) return 2;
-    throw err;
-  }
+  const loaded = await loadOrReport(opts.config);
+  if (typeof loaded === "number") return loaded;
   process.stdout.write(`ok    config: ${loaded.file ?? "built-in defaults"} is valid\n`);
   const { runDoctor } = await import("./doctor.js");
   const findings = await runDoctor(loaded.config);
@@ -214,14 +209,8 @@ async function pair(args: string[]): Promise<number> {
     process.stdout.write(PAIR_HELP);
     return 0;
   }
-  const { loadConfig } = await import("./config/load.js");
-  let loaded;
-  try {
-    loaded = loadConfig({ file: opts.config });
-  } catch (err) {
-    if (await printConfigProblems(err)) return 2;
-    throw err;
-  }
+  const loaded = await loadOrReport(opts.config);
+  if (typeof loaded === "number") return loaded;
   const { pino } = await import("pino");
   const { openStores } = await import("./storage/open-stores.js");
   const stores = await openStores(loaded.config.session, pino({ level: "silent" }));

@@ -1,18 +1,17 @@
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../support/browser.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { GatewayHttpServer } from "../../src/http/http-server.js";
 import { registerAdminRoutes } from "../../src/observability/admin-routes.js";
 import { createPromMetrics } from "../../src/observability/metrics.js";
 import { captureLogger, startTestGateway, type TestGateway } from "../support/harness.js";
 
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
-
 let browser: Browser;
 let t: TestGateway | undefined;
 let admin: GatewayHttpServer | undefined;
 
 beforeAll(async () => {
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
