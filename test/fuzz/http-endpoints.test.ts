@@ -328,11 +328,9 @@ describe("fuzz: every HTTP endpoint answers bad input with a 4xx, never a 5xx or
     );
   });
 
-  it("admin endpoints mounted by the gateway itself: bad credentials get 401 (once gateway.ts mounts them)", async (ctx) => {
+  it("admin endpoints mounted by the gateway itself: bad credentials get 401", async () => {
     const wired = await startTestGateway({ env: { ZEPTOCLAW_HTTP_ADMIN_TOKEN: ADMIN_TOKEN } });
     try {
-      const probe = await send(wired.gw.port, { method: "GET", path: "/metrics" });
-      if (probe.status === 404) ctx.skip();
       await fc.assert(
         fc.asyncProperty(fc.constantFrom("/metrics", "/dashboard/data", "/dashboard"), queryString, badCredentials, async (path, q, headers) => {
           const a = await send(wired.gw.port, { method: "GET", path: path + q, headers });
