@@ -1,7 +1,7 @@
-import { Agent, createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { Agent, request } from "node:http";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeTelegram, startFakeTelegram } from "../support/fake-telegram.js";
 import { capturedLogs, startTestGateway, type TestGateway } from "../support/harness.js";
 
 // The Telegram webhook gets at least RUNS generated bad or forged requests per property: with
@@ -10,31 +10,11 @@ import { capturedLogs, startTestGateway, type TestGateway } from "../support/har
 const RUNS = 1_000;
 const MAX_BODY = 16_384;
 const SECRET = "fuzz-webhook-secret_4b9e2c71";
-const BOT_TOKEN = "123456:fuzz-bot-token-AAbbCCddEE";
 const PATH = "/telegram/webhook";
 
 let t: TestGateway | undefined;
-let api: Server;
+let api: FakeTelegram;
 const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-
-/** A stand-in Bot API that says yes to everything: the fuzzing is about what comes in. */
-function startFakeBotApi(): Promise<{ server: Server; url: string }> {
-  let n = 0;
-  const server = createServer((req, res) => {
-    req.resume();
-    const method = (req.url ?? "").split("/").pop() ?? "";
-    const result =
-      method === "getMe"
-        ? { id: 42, is_bot: true, first_name: "zc", username: "zc_fuzz_bot", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false }
-        : method === "sendMessage" || method === "editMessageText"
-          ? { message_id: ++n, date: 0, chat: { id: 1, type: "private" }, text: "" }
-          : true;
-    const body = JSON.stringify({ ok: true, result });
-    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-    res.end(body);
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })));
-}
 
 function post(headers: Record<string, string>, body: Buffer | string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -57,15 +37,14 @@ function post(headers: Record<string, string>, body: Buffer | string): Promise<{
 }
 
 beforeAll(async () => {
-  const fake = await startFakeBotApi();
-  api = fake.server;
+  api = await startFakeTelegram();
   t = await startTestGateway({
     env: {
       ZEPTOCLAW_HTTP_MAX_BODY_BYTES: String(MAX_BODY),
       ZEPTOCLAW_CHANNELS_TELEGRAM_ENABLED: "true",
-      ZEPTOCLAW_CHANNELS_TELEGRAM_TOKEN: BOT_TOKEN,
+      ZEPTOCLAW_CHANNELS_TELEGRAM_TOKEN: api.token,
       ZEPTOCLAW_CHANNELS_TELEGRAM_MODE: "webhook",
-      ZEPTOCLAW_CHANNELS_TELEGRAM_API_ROOT: fake.url,
+      ZEPTOCLAW_CHANNELS_TELEGRAM_API_ROOT: api.url,
       ZEPTOCLAW_CHANNELS_TELEGRAM_WEBHOOK_URL: "https://bot.example.invalid/telegram/webhook",
       ZEPTOCLAW_CHANNELS_TELEGRAM_SECRET_TOKEN: SECRET,
     },
@@ -75,7 +54,7 @@ beforeAll(async () => {
 afterAll(async () => {
   agent.destroy();
   await t?.close();
-  await new Promise<void>((resolve) => api?.close(() => resolve()));
+  await api?.close();
 });
 
 const json = { "content-type": "application/json" };
@@ -151,6 +130,6 @@ describe("fuzz: Telegram webhook", () => {
     expect(health.status).toBe(200);
     expect(capturedLogs.filter((l) => l.includes("request handler failed"))).toEqual([]);
     expect(capturedLogs.join("")).not.toContain(SECRET);
-    expect(capturedLogs.join("")).not.toContain(BOT_TOKEN);
+    expect(capturedLogs.join("")).not.toContain(api.token);
   });
 });
