@@ -1,5 +1,79 @@
-/** `zeptoclaw bench`: not built yet. */
-export async function benchCommand(_args: string[]): Promise<number> {
-  process.stderr.write("zeptoclaw bench: not available in this build yet\n");
-  return 2;
+import { existsSync, writeFileSync } from "node:fs";
+import { BENCH_HELP, type BenchOptions, BenchUsageError, parseBenchArgs } from "./options.js";
+import { createProgress } from "./progress.js";
+import { formatReport } from "./report.js";
+import { type BenchReport, runBench } from "./runner.js";
+import type { BenchTarget } from "./targets/target.js";
+
+/** Runs one benchmark through the path the options name; the report is not printed. */
+export async function benchOnce(o: BenchOptions): Promise<BenchReport> {
+  const progress = createProgress(o.progress);
+  try {
+    return await runBench(o, {
+      async startTarget(s): Promise<BenchTarget> {
+        if (o.path === "webchat") {
+          const { startWebchatTarget } = await import("./targets/webchat.js");
+          return startWebchatTarget(s);
+        }
+        const { startInprocTarget } = await import("./targets/inproc.js");
+        return startInprocTarget(s);
+      },
+      onProgress: (t) => progress.tick(t),
+    });
+  } finally {
+    progress.done();
+  }
+}
+
+async function sweep(o: BenchOptions, counts: number[]): Promise<number> {
+  const { runSweep, formatSweep } = await import("./sweep.js");
+  const { sweepChartSvg } = await import("./chart.js");
+  const result = await runSweep(o, counts, (line) => process.stderr.write(`${line}\n`));
+  for (const p of result.points) process.stdout.write(`\n${formatReport(p)}`);
+  process.stdout.write(`\n${formatSweep(result)}`);
+  const chart = o.chart ?? "bench-sweep.svg";
+  const rate = o.rate === "max" ? "rate max" : `${o.rate} msg/s per user`;
+  const svg = await sweepChartSvg(
+    result.points.map((p) => ({ users: p.users, throughput_msg_s: p.throughput_msg_s, p99_ms: p.latency_ms.p99, rss_mb: p.rss_mb.peak })),
+    `path ${o.path}, ${rate}, ${o.durationS} s per point, LLM latency ${o.llmLatencyMs} ms, ${result.points[0]?.machine.cpus ?? "?"} cpus`,
+  );
+  writeFileSync(chart, svg);
+  process.stdout.write(`chart written to ${chart}\n`);
+  if (o.json) {
+    writeFileSync(o.json, `${JSON.stringify({ sweep: result.points, per_user_kb: result.per_user_kb, per_user_kb_between: result.between, users: counts, duration_s: o.durationS, rate: o.rate, llm_latency_ms: o.llmLatencyMs, path: o.path, memory_profile: o.memoryProfile }, null, 2)}\n`);
+  }
+  return result.points.every((p) => p.lost === 0) ? 0 : 1;
+}
+
+/** `zeptoclaw bench ...`: exit 0 when nothing was lost, 1 when something was, 2 on a usage mistake. */
+export async function benchCommand(args: string[]): Promise<number> {
+  let o: BenchOptions;
+  try {
+    o = parseBenchArgs(args);
+  } catch (err) {
+    if (!(err instanceof BenchUsageError)) throw err;
+    process.stderr.write(`zeptoclaw bench: ${err.message}\nRun "zeptoclaw bench --help" for usage.\n`);
+    return 2;
+  }
+  if (o.help) {
+    process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (o.path === "telegram") {
+    process.stderr.write("zeptoclaw bench: --path telegram is not available yet (the Telegram channel is not built); use inproc or webchat\n");
+    return 2;
+  }
+  if (o.path === "webchat" || o.sweep) {
+    const { BUILT_CLI } = await import("./targets/webchat.js");
+    if (!existsSync(BUILT_CLI)) {
+      process.stderr.write(`zeptoclaw bench: ${BUILT_CLI} is missing; build first with "npx tsc -p ."\n`);
+      return 2;
+    }
+  }
+  if (o.sweep) return sweep(o, o.sweep);
+  const report = await benchOnce(o);
+  process.stdout.write(formatReport(report));
+  if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+  if (report.lost > 0) process.stderr.write(`zeptoclaw bench: ${report.lost} messages were not answered\n`);
+  return report.lost === 0 ? 0 : 1;
 }

@@ -1,0 +1,112 @@
+import { parseArgs } from "node:util";
+
+/** Which pipeline the load goes through. */
+export type BenchPath = "inproc" | "webchat" | "telegram";
+
+/** The parameters of one benchmark run, as parsed from the command line. */
+export interface BenchOptions {
+  users: number;
+  durationS: number;
+  /** Messages per second per user (open loop), or "max" for closed loop. */
+  rate: number | "max";
+  llmLatencyMs: number;
+  path: BenchPath;
+  memoryProfile: boolean;
+  sweep: number[] | undefined;
+  json: string | undefined;
+  chart: string | undefined;
+  /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
+  progress: "auto" | "plain" | "off";
+  help: boolean;
+}
+
+/** A mistake on the command line: printed with a pointer to --help, exit code 2. */
+export class BenchUsageError extends Error {}
+
+export const BENCH_HELP = `Usage: zeptoclaw bench [options]
+
+Drives the real gateway pipeline (bus, agents, SQLite sessions, the channel of --path)
+against a local fake OpenAI-compatible LLM and reports what was answered, how fast and
+at what cost: sent, answered, lost, duplicated, throughput, latency percentiles, gateway
+overhead, RSS, marginal memory per user and CPU seconds.
+
+Options:
+  --users N            simulated users (default 100)
+  --duration S         seconds of load (default 10)
+  --rate R | max       messages per second per user, open loop (default 1);
+                       "max": each user sends again as soon as answered (capacity)
+  --llm-latency MS     delay of the fake LLM per answer (default 0)
+  --path P             inproc (default): channel stand-in in this process, LLM in-process;
+                       webchat: gateway in a child process, load over HTTP + SSE,
+                       fake LLM over HTTP; telegram: not available yet
+  --memory-profile     ramp users up in steps before the load and fit RSS against
+                       active users: the marginal memory per user
+  --sweep A,B,C        one fresh run per user count; prints users -> RAM -> msg/s,
+                       fits memory per user and draws an SVG chart
+  --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
+  --json FILE          write every figure as JSON
+  --progress MODE      auto (bar on a terminal, plain lines otherwise), plain, off
+  -h, --help           print this help
+`;
+
+function positive(name: string, raw: string, integer: boolean, allowZero = false): number {
+  const v = Number(raw);
+  const ok = Number.isFinite(v) && (allowZero ? v >= 0 : v > 0) && (!integer || Number.isInteger(v));
+  if (!ok) throw new BenchUsageError(`--${name}: expected ${integer ? "a whole number" : "a number"} ${allowZero ? "of 0 or more" : "above 0"}, got "${raw}"`);
+  return v;
+}
+
+/** Parses `zeptoclaw bench` arguments strictly; throws `BenchUsageError` naming the flag. */
+export function parseBenchArgs(args: string[]): BenchOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        users: { type: "string" },
+        duration: { type: "string" },
+        rate: { type: "string" },
+        "llm-latency": { type: "string" },
+        path: { type: "string" },
+        "memory-profile": { type: "boolean" },
+        sweep: { type: "string" },
+        json: { type: "string" },
+        chart: { type: "string" },
+        progress: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    throw new BenchUsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  const path = v.path ?? "inproc";
+  if (path !== "inproc" && path !== "webchat" && path !== "telegram") {
+    throw new BenchUsageError(`--path: expected inproc, webchat or telegram, got "${path}"`);
+  }
+  const progress = v.progress ?? "auto";
+  if (progress !== "auto" && progress !== "plain" && progress !== "off") {
+    throw new BenchUsageError(`--progress: expected auto, plain or off, got "${progress}"`);
+  }
+  let sweep: number[] | undefined;
+  if (v.sweep !== undefined) {
+    sweep = v.sweep.split(",").map((s) => positive("sweep", s.trim(), true));
+    if (sweep.length < 2) throw new BenchUsageError("--sweep: expected at least two user counts, e.g. 100,1000,10000");
+    sweep.sort((a, b) => a - b);
+  }
+  return {
+    users: positive("users", v.users ?? "100", true),
+    durationS: positive("duration", v.duration ?? "10", false),
+    rate: v.rate === "max" ? "max" : positive("rate", v.rate ?? "1", false),
+    llmLatencyMs: positive("llm-latency", v["llm-latency"] ?? "0", false, true),
+    path,
+    memoryProfile: v["memory-profile"] === true,
+    sweep,
+    json: v.json,
+    chart: v.chart,
+    progress,
+    help: v.help === true,
+  };
+}

@@ -1,0 +1,27 @@
+import type { BenchReport } from "./runner.js";
+
+const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+/** The human-readable report of one run: every figure the JSON holds at the top level. */
+export function formatReport(r: BenchReport): string {
+  const d = r.details;
+  const lines = [
+    `zeptoclaw bench: path ${r.path}, ${r.users} users, ${r.duration_s} s, rate ${r.rate === "max" ? "max (closed loop)" : `${r.rate} msg/s per user (open loop)`}, LLM latency ${r.llm_latency_ms} ms`,
+    `  machine       ${r.machine.cpus} cpus, ${r.machine.cpu_model}, node ${r.machine.node}`,
+    `  sent          ${r.sent}`,
+    `  answered      ${r.answered}${d.error_replies ? ` (${String(d.error_replies)} of them error replies)` : ""}`,
+    `  lost          ${r.lost}${d.rejected ? ` (${String(d.rejected)} refused by the gateway)` : ""}`,
+    `  duplicated    ${r.duplicated}`,
+    `  throughput    ${fmt(r.throughput_msg_s)} msg/s answered (over ${String(d.measured_s)} s, first send to last reply)`,
+    `  latency       p50 ${fmt(r.latency_ms.p50)} ms  p90 ${fmt(r.latency_ms.p90)} ms  p99 ${fmt(r.latency_ms.p99)} ms  max ${fmt(r.latency_ms.max)} ms  (accept to reply delivered)`,
+    `  overhead      p50 ${fmt(r.overhead_ms.p50)} ms  p99 ${fmt(r.overhead_ms.p99)} ms  (latency minus LLM time)`,
+    `  rss           start ${fmt(r.rss_mb.start)} MB  peak ${fmt(r.rss_mb.peak)} MB  end ${fmt(r.rss_mb.end)} MB  (${d.gateway_process === "child" ? "gateway child process" : "this process, load generator included"})`,
+    `  per user      ${r.per_user_kb === null ? "n/a (add --memory-profile or --sweep)" : `${fmt(r.per_user_kb)} KB (slope of RSS over active users${d.memory_fit_r2 !== undefined ? `, r² ${String(d.memory_fit_r2)}` : ""})`}`,
+    `  cpu           ${fmt(r.cpu_s)} s${d.loadgen_and_fake_llm_cpu_s !== undefined ? ` gateway, ${String(d.loadgen_and_fake_llm_cpu_s)} s load generator + fake LLM` : ""}`,
+  ];
+  const lag = d.send_lag_ms as { p50: number; p99: number } | undefined;
+  if (lag) lines.push(`  send lag      p50 ${fmt(lag.p50)} ms  p99 ${fmt(lag.p99)} ms  (open-loop schedule vs actual send)`);
+  const ramp = d.memory_ramp as { users: number; rss_mb: number; heap_mb?: number }[] | undefined;
+  if (ramp) lines.push(`  memory ramp   ${ramp.map((p) => `${p.users}u:${fmt(p.rss_mb)}MB`).join("  ")}`);
+  return `${lines.join("\n")}\n`;
+}

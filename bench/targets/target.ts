@@ -1,0 +1,37 @@
+/** A reply as the load generator saw it arrive. */
+export interface DeliveredReply {
+  user: number;
+  /** The id of the message it answers. */
+  id: string;
+  /** `performance.now()` when it arrived. */
+  at: number;
+  isError: boolean;
+}
+
+/** A gateway under load, reached the way one channel reaches it. */
+export interface BenchTarget {
+  /** Sends one message for `user`; resolves with its id once the gateway accepted it, rejects if refused. */
+  send(user: number, text: string): Promise<string>;
+  /** Set by the runner before the first send: called for every reply that arrives. */
+  onReply: (r: DeliveredReply) => void;
+  /** Time the LLM took for message `id` (consumed), or the configured fake latency when not observable. */
+  llmMs(id: string): number;
+  /** Resident memory of the gateway process, bytes. */
+  rssBytes(): number;
+  /** CPU seconds used so far by the gateway process. */
+  cpuSeconds(): number;
+  /** Lets the gateway settle (GC when it can, store flush) before a memory reading. */
+  settle(): Promise<void>;
+  /** Extra figures for the report (hot sessions, load-generator CPU...). */
+  details(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+/** The settings every target is built from. */
+export interface TargetSettings {
+  users: number;
+  llmLatencyMs: number;
+  /** Bus buffer: large enough that the bench's own users are never refused. */
+  busBufferSize: number;
+  dir: string;
+}
