@@ -169,7 +169,9 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   let running = false;
   let ledger: Ledger;
   const onAnswered = (user: number): void => {
-    if (running && o.rate === "max") ledger.send(user);
+    // A real channel's next message arrives as an I/O event; sending it from the reply's own
+    // promise chain would keep the microtask queue busy forever and starve timers (flushes, the clock).
+    if (running && o.rate === "max") setImmediate(() => running && ledger.send(user));
   };
   target.onReply = (r) => ledger.reply(r);
   const drainMs = Math.max(15_000, o.llmLatencyMs * 10);

@@ -45,6 +45,8 @@ export async function startInprocTarget(s: TargetSettings): Promise<BenchTarget>
       ZEPTOCLAW_SESSION_STORE: `sqlite://${join(s.dir, "sessions.sqlite")}`,
       ZEPTOCLAW_LLM_BASE_URL: "http://127.0.0.1:9/v1",
       ZEPTOCLAW_LLM_REQUESTS_PER_MINUTE: "0",
+      // The bench measures the pipeline, not the per-user flood limit.
+      ZEPTOCLAW_LIMITS_MESSAGES_PER_MINUTE: "0",
       ZEPTOCLAW_BUS_BUFFER_SIZE: String(s.busBufferSize),
       ZEPTOCLAW_LOG_LEVEL: "warn",
     },

@@ -99,6 +99,8 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     ZEPTOCLAW_LLM_BASE_URL: llm.url,
     ZEPTOCLAW_LLM_API_KEY: "sk-bench-not-a-secret",
     ZEPTOCLAW_LLM_REQUESTS_PER_MINUTE: "0",
+    // The bench measures the pipeline, not the per-user flood limit.
+    ZEPTOCLAW_LIMITS_MESSAGES_PER_MINUTE: "0",
     // The provider's concurrency is the provider's business: match the bus, so the bench measures the pipeline.
     ZEPTOCLAW_LLM_MAX_CONCURRENCY: "256",
     ZEPTOCLAW_BUS_BUFFER_SIZE: String(s.busBufferSize),

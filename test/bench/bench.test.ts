@@ -1,0 +1,76 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { benchCommand, benchOnce } from "../../bench/cli.js";
+import { parseBenchArgs } from "../../bench/options.js";
+import type { BenchReport } from "../../bench/runner.js";
+import { linearFit, percentile } from "../../bench/stats.js";
+import { BUILT_CLI } from "../../bench/targets/webchat.js";
+
+function expectWellFormed(r: BenchReport): void {
+  for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "cpu_s"] as const) expect(typeof r[k]).toBe("number");
+  expect(Object.keys(r.latency_ms).sort()).toEqual(["max", "p50", "p90", "p99"]);
+  expect(Object.keys(r.overhead_ms).sort()).toEqual(["p50", "p99"]);
+  expect(Object.keys(r.rss_mb).sort()).toEqual(["end", "peak", "start"]);
+  expect(r.latency_ms.p50).toBeLessThanOrEqual(r.latency_ms.p99);
+  expect(r.latency_ms.p99).toBeLessThanOrEqual(r.latency_ms.max);
+  expect(r.rss_mb.peak).toBeGreaterThanOrEqual(r.rss_mb.start);
+  expect(r.sent).toBeGreaterThan(0);
+}
+
+describe("zeptoclaw bench", () => {
+  it("answers every message of a short open-loop run through the real pipeline and reports every figure", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--progress", "off"]));
+    expectWellFormed(r);
+    expect(r.lost).toBe(0);
+    expect(r.duplicated).toBe(0);
+    expect(r.answered).toBe(r.sent);
+    expect(typeof r.per_user_kb).toBe("number");
+    expect((r.details.memory_ramp as unknown[]).length).toBe(6);
+  });
+
+  it("loses nothing in closed loop (--rate max), where every reply triggers the next message", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "1", "--rate", "max", "--progress", "off"]));
+    expectWellFormed(r);
+    expect(r.lost).toBe(0);
+    expect(r.sent).toBeGreaterThan(50);
+  });
+
+  it("writes the promised top-level JSON fields", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    try {
+      const file = join(dir, "r.json");
+      const code = await benchCommand(["--users", "20", "--duration", "1", "--json", file, "--progress", "off"]);
+      expect(code).toBe(0);
+      const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+      for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "latency_ms", "overhead_ms", "rss_mb", "per_user_kb", "cpu_s", "users", "duration_s", "rate", "llm_latency_ms", "path"]) {
+        expect(json).toHaveProperty(k);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!existsSync(BUILT_CLI))("answers every message over HTTP on the webchat path (gateway in a child process)", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--path", "webchat", "--progress", "off"]));
+    expectWellFormed(r);
+    expect(r.lost).toBe(0);
+    expect(r.details.gateway_process).toBe("child");
+  });
+
+  it("refuses unknown flags and bad values with exit code 2", async () => {
+    expect(await benchCommand(["--bogus"])).toBe(2);
+    expect(await benchCommand(["--users", "0"])).toBe(2);
+    expect(await benchCommand(["--rate", "fast"])).toBe(2);
+    expect(await benchCommand(["--path", "telegram"])).toBe(2);
+  });
+
+  it("computes nearest-rank percentiles and least-squares slopes", () => {
+    const sorted = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 50)).toBe(50);
+    expect(percentile(sorted, 99)).toBe(99);
+    expect(percentile(sorted, 100)).toBe(100);
+    expect(linearFit([{ x: 0, y: 1 }, { x: 10, y: 21 }, { x: 20, y: 41 }]).slope).toBeCloseTo(2);
+  });
+});
