@@ -15,6 +15,8 @@ export interface BenchOptions {
   sweep: number[] | undefined;
   json: string | undefined;
   chart: string | undefined;
+  /** Folder for a V8 CPU profile of the gateway child (webchat path). */
+  gatewayCpuProf: string | undefined;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
   progress: "auto" | "plain" | "off";
   help: boolean;
@@ -45,6 +47,7 @@ Options:
                        fits memory per user and draws an SVG chart
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
   --json FILE          write every figure as JSON
+  --gateway-cpu-prof DIR  webchat: run the gateway child with --cpu-prof into DIR
   --progress MODE      auto (bar on a terminal, plain lines otherwise), plain, off
   -h, --help           print this help
 `;
@@ -74,6 +77,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         sweep: { type: "string" },
         json: { type: "string" },
         chart: { type: "string" },
+        "gateway-cpu-prof": { type: "string" },
         progress: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -106,6 +110,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     sweep,
     json: v.json,
     chart: v.chart,
+    gatewayCpuProf: v["gateway-cpu-prof"],
     progress,
     help: v.help === true,
   };

@@ -3,7 +3,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { linearFit, Samples, summarize } from "./stats.js";
 import type { BenchOptions } from "./options.js";
-import type { BenchTarget, DeliveredReply } from "./targets/target.js";
+import type { BenchTarget, DeliveredReply, TargetSettings } from "./targets/target.js";
 
 /** Every figure of one run; the first fields are the ones `--json` promises at the top level. */
 export interface BenchReport {
@@ -41,7 +41,7 @@ export interface ProgressTick {
 
 /** Runner hooks: the target to drive and where progress goes. */
 export interface RunnerDeps {
-  startTarget(s: { users: number; llmLatencyMs: number; busBufferSize: number; dir: string }): Promise<BenchTarget>;
+  startTarget(s: TargetSettings): Promise<BenchTarget>;
   onProgress?(t: ProgressTick): void;
 }
 
@@ -156,7 +156,8 @@ export async function runBench(o: BenchOptions, deps: RunnerDeps): Promise<Bench
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-"));
   const perUserInFlight = o.rate === "max" ? 2 : Math.ceil(o.rate * (o.llmLatencyMs / 1000 + 1)) + 4;
   const busBufferSize = Math.max(100_000, o.users * perUserInFlight);
-  const target = await deps.startTarget({ users: o.users, llmLatencyMs: o.llmLatencyMs, busBufferSize, dir });
+  const gatewayNodeArgs = o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [];
+  const target = await deps.startTarget({ users: o.users, llmLatencyMs: o.llmLatencyMs, busBufferSize, dir, gatewayNodeArgs });
   try {
     return await drive(o, target, deps);
   } finally {

@@ -34,4 +34,6 @@ export interface TargetSettings {
   /** Bus buffer: large enough that the bench's own users are never refused. */
   busBufferSize: number;
   dir: string;
+  /** Extra node flags for a gateway child process (profiling). */
+  gatewayNodeArgs?: string[];
 }

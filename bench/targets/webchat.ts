@@ -32,8 +32,8 @@ function procRssBytes(pid: number): number {
   }
 }
 
-async function spawnGateway(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [BUILT_CLI, "gateway"], { env, stdio: ["ignore", "pipe", "pipe"] });
+async function spawnGateway(env: NodeJS.ProcessEnv, nodeArgs: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [...nodeArgs, BUILT_CLI, "gateway"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     if (stderr.length < 4096) stderr += d.toString("utf8");
@@ -108,7 +108,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
   });
   let gateway: { child: ChildProcess; port: number };
   try {
-    gateway = await spawnGateway(env);
+    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? []);
   } catch (err) {
     await llm.close();
     throw err;
