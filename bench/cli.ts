@@ -60,7 +60,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (o.path === "telegram") {
-    process.stderr.write("zeptoclaw bench: --path telegram is not available yet (the Telegram channel is not built); use inproc or webchat\n");
+    process.stderr.write("zeptoclaw bench: --path telegram is not available yet (the bench has no Telegram load generator yet); use inproc or webchat\n");
     return 2;
   }
   if (o.path === "webchat" || o.sweep) {

@@ -40,7 +40,7 @@ Options:
   --llm-latency MS     delay of the fake LLM per answer (default 0)
   --path P             inproc (default): channel stand-in in this process, LLM in-process;
                        webchat: gateway in a child process, load over HTTP + SSE,
-                       fake LLM over HTTP; telegram: not available yet
+                       fake LLM over HTTP; telegram: not available yet (exit 2)
   --memory-profile     ramp users up in steps before the load and fit RSS against
                        active users: the marginal memory per user
   --sweep A,B,C        one fresh run per user count; prints users -> RAM -> msg/s,
