@@ -5,6 +5,7 @@ import { MessageJournal } from "./journal.js";
 import { PairingStore } from "./pairing.js";
 import { SessionStore } from "./session-store.js";
 import { BatchedSqliteStore } from "./sqlite-store.js";
+import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
 import { WriteBehindMap } from "./write-behind.js";
 
 /** Settings the stores need, taken from `[session]`. */
@@ -41,21 +42,31 @@ const plainJson: Pick<KeyvOptions, "serialize" | "deserialize"> = {
   deserialize: (data) => JSON.parse(data) as ReturnType<typeof JSON.parse>,
 };
 
-/** Opens the session store and the message journal on one SQLite file; throws `StorageError` if it cannot. */
+/** The journal's file, beside the session store: `data/sessions.sqlite` -> `data/sessions.journal.sqlite`. */
+export function journalUri(store: string): string {
+  if (store === "sqlite://:memory:") return store;
+  return store.endsWith(".sqlite") ? `${store.slice(0, -".sqlite".length)}.journal.sqlite` : `${store}.journal`;
+}
+
+/** Opens the session store and, beside it, the message journal; throws `StorageError` if it cannot. */
 export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Stores> {
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
-  // One connection for every write: two connections on one file fight over the write lock
-  // (SQLITE_BUSY and busy-wait sleeps); one queue of short statements never waits.
+  // Two files, one connection each. Two connections on one file fight over its write lock
+  // (SQLITE_BUSY, busy-wait sleeps); one connection for everything queues each journal
+  // commit, which a message's acknowledgement waits on, behind a whole session flush. So
+  // sessions and counters live in the configured file and the journal in one beside it.
   let db: BatchedSqliteStore;
+  let jdb: SyncSqlite;
   let journal: MessageJournal;
   let pairing: PairingStore;
   try {
     db = new BatchedSqliteStore(cfg.store, { table: "kv" });
     await db.open();
-    journal = await MessageJournal.open(db, logger.child({ component: "journal" }));
-    pairing = await PairingStore.open(db, { ttlMs: HOUR, maxPending: 20 });
+    jdb = openSyncSqlite(journalUri(cfg.store));
+    journal = MessageJournal.open(jdb.db, logger.child({ component: "journal" }));
+    pairing = await PairingStore.open(jdb, { ttlMs: HOUR, maxPending: 20 });
   } catch (err) {
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
@@ -99,6 +110,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     async healthy() {
       try {
         await db.query("SELECT 1");
+        await jdb.query("SELECT 1");
         return true;
       } catch {
         return false;
@@ -109,6 +121,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
       try {
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
+        jdb.close();
         await db.disconnect().catch(() => undefined);
       }
     },

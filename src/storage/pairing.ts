@@ -1,5 +1,8 @@
 import { randomInt } from "node:crypto";
-import type { BatchedSqliteStore } from "./sqlite-store.js";
+/** What pairing needs of a connection: one statement at a time. */
+interface Queryable {
+  query(sql: string, ...params: unknown[]): Promise<unknown[]>;
+}
 
 // No 0/O or 1/I: codes are read aloud and typed by hand.
 const ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -30,12 +33,12 @@ export class PairingStore {
   private readonly approved = new Set<string>();
 
   private constructor(
-    private readonly db: BatchedSqliteStore,
+    private readonly db: Queryable,
     private readonly o: PairingOptions,
   ) {}
 
   /** Opens (and creates) the pairing table on the given connection. */
-  static async open(db: BatchedSqliteStore, o: PairingOptions): Promise<PairingStore> {
+  static async open(db: Queryable, o: PairingOptions): Promise<PairingStore> {
     await db.query(
       `CREATE TABLE IF NOT EXISTS pairing (
          user_id TEXT PRIMARY KEY,

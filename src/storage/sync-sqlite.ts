@@ -1,0 +1,41 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+
+/** A synchronous SQLite connection (better-sqlite3), for writes that must commit before an acknowledgement. */
+export interface SyncSqlite {
+  db: Database.Database;
+  /** Runs one statement; resolves with its rows (or none). The async shape matches `BatchedSqliteStore.query`. */
+  query(sql: string, ...params: unknown[]): Promise<unknown[]>;
+  close(): void;
+}
+
+/**
+ * Opens a SQLite file with better-sqlite3 in WAL mode with `synchronous=NORMAL`: a commit is a
+ * write to the WAL, tens of microseconds on the calling thread, and survives a killed process
+ * (a power cut may lose the last commits; the OS has not synced them).
+ */
+export function openSyncSqlite(uri: string): SyncSqlite {
+  const path = uri.replace(/^sqlite:\/\//, "");
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { timeout: 5_000 });
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  const cache = new Map<string, Database.Statement>();
+  return {
+    db,
+    async query(sql, ...params) {
+      let stmt = cache.get(sql);
+      if (!stmt) {
+        stmt = db.prepare(sql);
+        if (cache.size < 100) cache.set(sql, stmt);
+      }
+      if (stmt.reader) return stmt.all(...params) as unknown[];
+      stmt.run(...params);
+      return [];
+    },
+    close() {
+      if (db.open) db.close();
+    },
+  };
+}
