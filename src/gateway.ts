@@ -106,6 +106,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     channels.push(
       new WebchatChannel({
         maxBodyBytes: config.http.max_body_bytes,
+        allowFrom: config.channels.webchat.allow_from,
+        denyByDefault: config.channels.webchat.deny_by_default,
         pagePath: join(PACKAGE_ROOT, "public", "index.html"),
         lookup: (id) => stores.journal.get(id),
         status: () => (llm.configured ? { llmConfigured: true } : { llmConfigured: false, hint: UNCONFIGURED_LLM_TEXT }),

@@ -74,6 +74,9 @@ const limits = z.strictObject({
 
 const webchat = z.strictObject({
   enabled: bool().default(true),
+  /** User names allowed to post; empty = everyone (unless deny_by_default). */
+  allow_from: z.array(str(), { error: "expected a list of user names" }).default([]),
+  deny_by_default: bool().default(false),
 });
 
 const telegram = z

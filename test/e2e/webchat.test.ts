@@ -120,4 +120,12 @@ describe("web chat end to end", () => {
     expect(await raw("/healthz")).toEqual({ status: 200, body: { status: "ok" } });
     expect(await raw("/readyz")).toMatchObject({ status: 200, body: { status: "ready", store: "open" } });
   });
+
+  it("refuses users outside channels.webchat.allow_from with 403", async () => {
+    t = await startTestGateway({ env: { ZEPTOCLAW_CHANNELS_WEBCHAT_ALLOW_FROM: "alice,bob" } });
+    expect((await t.post("alice", "hi")).status).toBe(202);
+    const refused = await t.post("mallory", "hi");
+    expect(refused).toMatchObject({ status: 403, body: { error: expect.stringMatching(/not allowed/) } });
+    expect((await raw("/api/stream?user=mallory")).status).toBe(403);
+  });
 });

@@ -19,6 +19,13 @@ export interface WebchatResult {
 /** Settings of the web chat channel. */
 export interface WebchatChannelConfig {
   maxBodyBytes: number;
+  /**
+   * User names that may post and stream; empty admits everyone unless `denyByDefault`.
+   * The web chat trusts the `user` field, so this separates people on a trusted network,
+   * it does not authenticate them (see SECURITY.md).
+   */
+  allowFrom?: readonly string[];
+  denyByDefault?: boolean;
   /** Absolute path of the chat page served at `/`. */
   pagePath: string;
   lookup(id: string): Promise<WebchatResult | undefined>;
@@ -82,7 +89,12 @@ export class WebchatChannel implements Channel {
   private readonly hub = new SseHub();
   private page: Buffer | undefined;
 
-  constructor(private readonly cfg: WebchatChannelConfig) {}
+  private readonly allowed: (user: string) => boolean;
+
+  constructor(private readonly cfg: WebchatChannelConfig) {
+    const names = new Set(cfg.allowFrom ?? []);
+    this.allowed = names.size > 0 ? (user) => names.has(user) : () => !cfg.denyByDefault;
+  }
 
   async start(ctx: ChannelContext): Promise<void> {
     this.page = readFileSync(this.cfg.pagePath);
@@ -100,6 +112,7 @@ export class WebchatChannel implements Channel {
   private async post(req: IncomingMessage, res: ServerResponse, ctx: ChannelContext): Promise<void> {
     requireJson(req);
     const body = parseMessageBody(await readBody(req, this.cfg.maxBodyBytes));
+    if (!this.allowed(body.user)) throw new HttpError(403, `user "${body.user}" is not allowed here (channels.webchat.allow_from)`);
     const conversationId = `webchat:${body.user}`;
     const m: InboundMessage = {
       id: `webchat:${randomUUID()}`,
@@ -145,6 +158,7 @@ export class WebchatChannel implements Channel {
     const user = url.searchParams.get("user");
     const check = userField.safeParse(user ?? "");
     if (!check.success) throw new HttpError(400, user === null ? "user: required as ?user=" : (check.error.issues[0]?.message ?? "bad user"));
+    if (!this.allowed(check.data)) throw new HttpError(403, `user "${check.data}" is not allowed here (channels.webchat.allow_from)`);
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-store",
