@@ -1,0 +1,55 @@
+import { fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import OpenAI from "openai";
+import { startFakeOpenAi } from "../test/support/fake-openai.js";
+
+/**
+ * What one chat call through the official openai SDK costs the calling process, apart from
+ * everything else the gateway does: the fake server runs in a child process, this process
+ * only makes calls. `node dist/bench/sdk-cost.js [--calls N] [--concurrency C] [--no-stream]`.
+ */
+async function main(): Promise<void> {
+  if (process.argv[2] === "--serve") {
+    const fake = await startFakeOpenAi({ record: false });
+    process.send?.(fake.url);
+    return;
+  }
+  const arg = (name: string, fallback: number): number => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? Number(process.argv[i + 1]) : fallback;
+  };
+  const calls = arg("--calls", 4_000);
+  const concurrency = arg("--concurrency", 64);
+  const stream = !process.argv.includes("--no-stream");
+  const child = fork(fileURLToPath(import.meta.url), ["--serve"]);
+  try {
+    const url = await new Promise<string>((resolve) => child.once("message", (m) => resolve(String(m))));
+    const sdk = new OpenAI({ baseURL: url, apiKey: "not-needed", maxRetries: 0 });
+    const messages = [{ role: "user" as const, content: "hello there" }];
+    let started = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (started++ < calls) {
+          if (stream) {
+            const s = await sdk.chat.completions.create({ model: "m", messages, stream: true });
+            for await (const _ of s);
+          } else {
+            await sdk.chat.completions.create({ model: "m", messages });
+          }
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    process.stdout.write(
+      `${calls} ${stream ? "streamed" : "plain"} calls, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
+        `client CPU ${((cpu.user + cpu.system) / calls).toFixed(0)} us per call\n`,
+    );
+  } finally {
+    child.kill();
+  }
+}
+
+void main();
