@@ -160,6 +160,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     onLlmCall: (_m, r) => metrics.llmCall(provider, r.ms, r.tokens, r.error),
   });
   let closing = false;
+  let started = false;
   const flood = new FloodLimit({ perMinute: config.limits.messages_per_minute, burst: config.limits.burst });
   const slowDown = `You are sending messages faster than I can take them (${config.limits.messages_per_minute} a minute). Please slow down; messages sent now are not read.`;
   const publish = async (m: InboundMessage): Promise<void> => {
@@ -189,7 +190,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   http.add("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
   http.add("GET", "/readyz", async (_req, res) => {
     const storeOk = await stores.healthy();
-    const ok = storeOk && !closing;
+    const ok = storeOk && started && !closing;
     sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
   });
 
@@ -200,13 +201,25 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     logger.warn({ rerun: left.accepted.length, resend: left.finished.length }, "recovering unfinished messages from the journal");
   }
   bus.replay(left.accepted);
+  // Listen before any channel starts: a taken port must fail the start before a Telegram
+  // poller has taken updates, and a webhook must be served before setWebhook points at it.
+  const port = await http.listen(config.http.port, config.http.host);
   const abort = new AbortController();
-  for (const channel of channels) {
-    const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
-    if (channel.id === "telegram" && config.channels.telegram.pairing) {
-      ctx.pair = (userId, name) => stores.pairing.request(userId, name);
+  try {
+    for (const channel of channels) {
+      const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
+      if (channel.id === "telegram" && config.channels.telegram.pairing) {
+        ctx.pair = (userId, name) => stores.pairing.request(userId, name);
+      }
+      await channel.start(ctx);
     }
-    await channel.start(ctx);
+  } catch (err) {
+    // A channel that cannot start (a refused token) fails the whole start, cleanly.
+    abort.abort();
+    await Promise.allSettled(channels.map((c) => c.stop()));
+    await http.close();
+    await stores.close();
+    throw err;
   }
   for (const f of left.finished) {
     if (byId.get(f.m.channel)?.resendAfterCrash === false) stores.journal.delivered(f.m.id);
@@ -226,7 +239,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     }
   });
 
-  const port = await http.listen(config.http.port, config.http.host);
+  started = true;
+
   // Metrics and the admin endpoints load right after ready: prom-client is slow to import.
   const adminReady = new Promise<void>((resolve) =>
     setImmediate(() => {

@@ -173,3 +173,18 @@ describe("zeptoclaw doctor", () => {
     expect(none.stdout).toMatch(/FAIL {2}llm: no LLM configured\n {6}fix: set OPENAI_API_KEY/);
   });
 });
+
+describe("zeptoclaw gateway start failures", () => {
+  it("exits 1 naming the port when http.port is taken", async () => {
+    const { createServer } = await import("node:net");
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", () => r()));
+    cleanups.push(() => new Promise<void>((r) => blocker.close(() => r())));
+    const port = (blocker.address() as { port: number }).port;
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const r = await runCli(["gateway"], { env: { ZEPTOCLAW_HTTP_PORT: String(port), ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}` } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`http.port ${port} on 127.0.0.1 is already in use`);
+  });
+});
