@@ -6,6 +6,7 @@ import { PairingStore } from "./pairing.js";
 import { SessionStore } from "./session-store.js";
 import { BatchedSqliteStore } from "./sqlite-store.js";
 import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
+import { startWalCheckpointer } from "./wal-checkpointer.js";
 import { WriteBehindMap } from "./write-behind.js";
 
 /** Settings the stores need, taken from `[session]`. */
@@ -96,6 +97,8 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
       log.warn({ err }, "sweeping expired rows failed");
     }
   };
+  const stopCheckpoints =
+    cfg.store === "sqlite://:memory:" ? async () => undefined : startWalCheckpointer(jdb.db, journalUri(cfg.store).slice("sqlite://".length), log);
   const sweeper = setInterval(() => void sweep(), HOUR);
   sweeper.unref();
   void sweep();
@@ -118,6 +121,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     },
     async close() {
       clearInterval(sweeper);
+      await stopCheckpoints();
       try {
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
