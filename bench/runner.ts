@@ -92,9 +92,11 @@ class Ledger {
           this.waiting.set(id, t0);
         }
       },
-      () => {
+      (err: unknown) => {
         this.sending--;
         this.rejected++;
+        // The first few reasons go to stderr: a refusal in a bench run is a finding.
+        if (this.rejected <= 3) process.stderr.write(`bench: message refused: ${(err as Error)?.message ?? String(err)}\n`);
         this.checkIdle();
         setTimeout(() => this.onAnswered(user), 20).unref();
       },
