@@ -1,12 +1,14 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
+import { createHttpFetch } from "../src/agent/http-fetch.js";
 import { startFakeOpenAi } from "../test/support/fake-openai.js";
 
 /**
  * What one chat call through the official openai SDK costs the calling process, apart from
  * everything else the gateway does: the fake server runs in a child process, this process
- * only makes calls. `node dist/bench/sdk-cost.js [--calls N] [--concurrency C] [--no-stream]`.
+ * only makes calls. `node dist/bench/sdk-cost.js [--calls N] [--concurrency C] [--no-stream] [--builtin-fetch]`:
+ * the gateway's own fetch (node:http) by default, Node's built-in fetch (undici) with the last flag.
  */
 async function main(): Promise<void> {
   if (process.argv[2] === "--serve") {
@@ -24,7 +26,9 @@ async function main(): Promise<void> {
   const child = fork(fileURLToPath(import.meta.url), ["--serve"]);
   try {
     const url = await new Promise<string>((resolve) => child.once("message", (m) => resolve(String(m))));
-    const sdk = new OpenAI({ baseURL: url, apiKey: "not-needed", maxRetries: 0 });
+    const builtin = process.argv.includes("--builtin-fetch");
+    const http = createHttpFetch(concurrency);
+    const sdk = new OpenAI({ baseURL: url, apiKey: "not-needed", maxRetries: 0, ...(builtin ? {} : { fetch: http.fetch as unknown as typeof fetch }) });
     const messages = [{ role: "user" as const, content: "hello there" }];
     let started = 0;
     const cpu0 = process.cpuUsage();
@@ -44,9 +48,10 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     process.stdout.write(
-      `${calls} ${stream ? "streamed" : "plain"} calls, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
+      `${calls} ${stream ? "streamed" : "plain"} calls with ${builtin ? "built-in fetch" : "node:http fetch"}, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
         `client CPU ${((cpu.user + cpu.system) / calls).toFixed(0)} us per call\n`,
     );
+    http.close();
   } finally {
     child.kill();
   }
