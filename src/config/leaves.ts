@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod/mini";
 
 /** The kind of value a config key holds, as far as parsing an environment variable needs. */
 export type LeafKind = "string" | "number" | "boolean" | "array";
@@ -11,16 +11,16 @@ export interface Leaf {
 
 interface Def {
   type: string;
-  shape?: Record<string, z.ZodType>;
-  innerType?: z.ZodType;
-  in?: z.ZodType;
+  shape?: Record<string, z.ZodMiniType>;
+  innerType?: z.ZodMiniType;
+  in?: z.ZodMiniType;
 }
 
-function defOf(schema: z.ZodType): Def {
+function defOf(schema: z.ZodMiniType): Def {
   return (schema as unknown as { _zod: { def: Def } })._zod.def;
 }
 
-function unwrap(schema: z.ZodType): z.ZodType {
+function unwrap(schema: z.ZodMiniType): z.ZodMiniType {
   let s = schema;
   for (let i = 0; i < 10; i++) {
     const def = defOf(s);
@@ -36,7 +36,7 @@ function unwrap(schema: z.ZodType): z.ZodType {
 }
 
 /** Lists every leaf key of an object schema with the kind of value it takes. */
-export function listLeaves(schema: z.ZodType, prefix = ""): Leaf[] {
+export function listLeaves(schema: z.ZodMiniType, prefix = ""): Leaf[] {
   const inner = unwrap(schema);
   const def = defOf(inner);
   if (def.type === "object" && def.shape) {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { PACKAGE_ROOT } from "../package-info.js";
 import { applyEnv } from "./env.js";

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { BusClosedError, BusFullError, RefusedError } from "../../errors.js";
 import { HttpError, readBody, sendJson } from "../../http/http-server.js";
 import type { InboundMessage, OutboundMessage } from "../../messages.js";
@@ -34,18 +34,18 @@ export interface WebchatChannelConfig {
 }
 
 const MAX_TEXT = 32_000;
-const userField = z
-  .string({ error: "user: expected a string" })
-  .min(1, { error: "user: must not be empty" })
-  .max(200, { error: "user: at most 200 characters" })
-  .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), { error: "user: control characters are not allowed" });
+const userField = z.string({ error: "user: expected a string" }).check(
+  z.minLength(1, { error: "user: must not be empty" }),
+  z.maxLength(200, { error: "user: at most 200 characters" }),
+  z.refine((v) => !/[\u0000-\u001f\u007f]/.test(v), { error: "user: control characters are not allowed" }),
+);
 const bodySchema = z.strictObject(
   {
     user: userField,
-    text: z
-      .string({ error: "text: expected a string" })
-      .max(MAX_TEXT, { error: `text: at most ${MAX_TEXT} characters` })
-      .refine((v) => v.trim().length > 0, { error: "text: must not be empty" }),
+    text: z.string({ error: "text: expected a string" }).check(
+      z.maxLength(MAX_TEXT, { error: `text: at most ${MAX_TEXT} characters` }),
+      z.refine((v) => v.trim().length > 0, { error: "text: must not be empty" }),
+    ),
   },
   { error: (i) => (i.code === "unrecognized_keys" ? `unknown field(s): ${i.keys.join(", ")}` : "expected a JSON object {\"user\", \"text\"}") },
 );
