@@ -241,9 +241,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
   started = true;
 
-  // Metrics and the admin endpoints load right after ready: prom-client is slow to import.
-  const adminReady = new Promise<void>((resolve) =>
-    setImmediate(() => {
+  // Metrics, the admin endpoints and the LLM SDK load just after ready: together they are
+  // ~60 ms of module loading that would otherwise hold up the first /readyz answer. A
+  // message that arrives before then loads the SDK itself.
+  let afterReady: NodeJS.Timeout | undefined;
+  let skipAfterReady: () => void = () => undefined;
+  const adminReady = new Promise<void>((resolve) => {
+    skipAfterReady = resolve;
+    afterReady = setTimeout(() => {
       llm.warm?.();
       if (!deferred) return resolve();
       Promise.all([import("./observability/metrics.js"), import("./observability/admin-routes.js")])
@@ -254,8 +259,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         })
         .catch((err: unknown) => logger.error({ err }, "metrics could not be loaded"))
         .finally(resolve);
-    }),
-  );
+    }, 100);
+  });
   logger.info({ host: config.http.host, port, channels: channels.map((c) => c.id), store: config.session.store.split("://")[0] }, "zeptoclaw gateway ready");
 
   return {
@@ -268,6 +273,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (closing) return;
       closing = true;
       clearInterval(gauges);
+      clearTimeout(afterReady);
+      skipAfterReady();
       const started = Date.now();
       const report = await bus.close(config.bus.drain_timeout_ms);
       if (report.aborted.length > 0 || report.unstarted.length > 0) {

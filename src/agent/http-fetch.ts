@@ -1,5 +1,10 @@
 import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type * as Https from "node:https";
+import { createRequire } from "node:module";
+
+// node:https (and TLS under it) is ~10 ms to load: loaded when the first https:// call is made,
+// not while the gateway starts.
+const requireBuiltin = createRequire(import.meta.url);
 
 /** The subset of `fetch`'s init the openai SDK passes. */
 interface FetchInit {
@@ -101,24 +106,28 @@ export interface HttpFetch {
  * signal rejects (or breaks the body stream) with an AbortError.
  */
 export function createHttpFetch(maxSockets: number): HttpFetch {
-  const agents = {
-    "http:": new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo" }),
-    "https:": new HttpsAgent({ keepAlive: true, maxSockets, scheduling: "lifo" }),
+  const http = new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo" });
+  let https: { module: typeof Https; agent: Https.Agent } | undefined;
+  const secure = (): NonNullable<typeof https> => {
+    if (https) return https;
+    const module = requireBuiltin("node:https") as typeof Https;
+    return (https = { module, agent: new module.Agent({ keepAlive: true, maxSockets, scheduling: "lifo" }) });
   };
   return {
     fetch(input, init = {}) {
       const url = typeof input === "string" ? new URL(input) : input instanceof URL ? input : new URL(input.url);
       const { signal } = init;
       if (signal?.aborted) return Promise.reject(abortError(signal));
-      const agent = url.protocol === "https:" ? agents["https:"] : url.protocol === "http:" ? agents["http:"] : undefined;
-      if (!agent) return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
+      if (url.protocol !== "https:" && url.protocol !== "http:") return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
       const body = init.body;
       if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) {
         return Promise.reject(new TypeError("fetch: only string and byte bodies are supported"));
       }
       const headers = headerObject(init.headers);
       if (body !== undefined && body !== null) headers["content-length"] = String(Buffer.byteLength(body));
-      const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+      const tls = url.protocol === "https:" ? secure() : undefined;
+      const send = tls ? tls.module.request : httpRequest;
+      const agent = tls ? tls.agent : http;
       return new Promise<HttpResponse>((resolve, reject) => {
         let response: IncomingMessage | undefined;
         const req = send(url, { method: init.method ?? "GET", headers, agent }, (res) => {
@@ -144,8 +153,8 @@ export function createHttpFetch(maxSockets: number): HttpFetch {
       });
     },
     close() {
-      agents["http:"].destroy();
-      agents["https:"].destroy();
+      http.destroy();
+      https?.agent.destroy();
     },
   };
 }

@@ -28,33 +28,44 @@ parentPort.on("message", () => {
  */
 export function startWalCheckpointer(db: Database.Database, path: string, logger: Logger, intervalMs = 1_000): () => Promise<void> {
   db.pragma("wal_autocheckpoint = 0");
-  const worker = new Worker(WORKER, {
-    eval: true,
-    workerData: { path, module: createRequire(import.meta.url).resolve("better-sqlite3") },
-  });
-  worker.unref();
   let busy = false;
-  worker.on("message", (err: string | null) => {
-    busy = false;
-    if (err) {
-      logger.warn({ err }, "journal checkpoint failed");
-      return;
-    }
-    try {
-      if (db.open) db.pragma("wal_checkpoint(PASSIVE)");
-    } catch (e) {
-      logger.warn({ err: e }, "journal checkpoint failed");
-    }
-  });
-  worker.on("error", (err) => logger.error({ err }, "journal checkpoint worker failed"));
+  let worker: Worker | undefined;
+  // Started on the first tick, not at open: a thread takes milliseconds to start, and the
+  // gateway should answer /readyz first.
+  const startWorker = (): Worker => {
+    const w = new Worker(WORKER, {
+      eval: true,
+      workerData: { path, module: createRequire(import.meta.url).resolve("better-sqlite3") },
+    });
+    w.unref();
+    w.on("message", (err: string | null) => {
+      busy = false;
+      if (err) {
+        logger.warn({ err }, "journal checkpoint failed");
+        return;
+      }
+      try {
+        if (db.open) db.pragma("wal_checkpoint(PASSIVE)");
+      } catch (e) {
+        logger.warn({ err: e }, "journal checkpoint failed");
+      }
+    });
+    w.on("error", (err) => logger.error({ err }, "journal checkpoint worker failed"));
+    // A worker that died is started again on the next tick, so checkpoints never stop for good.
+    w.on("exit", () => {
+      if (worker === w) worker = undefined;
+      busy = false;
+    });
+    return w;
+  };
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    worker.postMessage(0);
+    (worker ??= startWorker()).postMessage(0);
   }, intervalMs);
   timer.unref();
   return async () => {
     clearInterval(timer);
-    await worker.terminate();
+    await worker?.terminate();
   };
 }

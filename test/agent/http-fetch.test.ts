@@ -72,7 +72,7 @@ describe("the gateway's fetch for the openai SDK", () => {
     expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get("Retry-After")).toBe("7");
   });
 
-  it("rejects with a TypeError that keeps its cause when nothing listens", async () => {
+  it("rejects with a TypeError that keeps its cause when nothing listens, over http and https", async () => {
     http = createHttpFetch(1);
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
@@ -81,6 +81,10 @@ describe("the gateway's fetch for the openai SDK", () => {
     const err = await http.fetch(`http://127.0.0.1:${port}/v1/x`, { method: "POST", body: "{}" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TypeError);
     expect(((err as TypeError).cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
+    // https:// goes through node:https, loaded on first use.
+    const secure = await http.fetch(`https://127.0.0.1:${port}/v1/x`).catch((e: unknown) => e);
+    expect(secure).toBeInstanceOf(TypeError);
+    expect(((secure as TypeError).cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
   });
 
   it("breaks a body that is still arriving with an AbortError when the signal aborts", async () => {
