@@ -29,6 +29,7 @@ export function formatReport(r: BenchReport): string {
   if (calls) {
     const shown = Object.entries(calls).filter(([m]) => !["getMe", "setMyCommands", "deleteWebhook"].includes(m));
     lines.push(`  telegram      ${String(d.telegram_mode)}; Bot API calls ${shown.map(([m, n]) => `${m} ${n}`).join(", ")}; previews ${String(d.preview_messages)}; rate limits ${String(d.telegram_rate_limits)}; bot token in gateway logs ${String(d.bot_token_in_gateway_logs)}`);
+    if (d.unconfirmed_updates) lines.push(`  not taken     ${String(d.unconfirmed_updates)} updates neither confirmed through getUpdates nor answered when the run ended`);
     const odd = d.unexpected_replies as string[] | undefined;
     if (odd) lines.push(`  odd replies   ${odd.map((t) => JSON.stringify(t)).join(", ")}`);
   }

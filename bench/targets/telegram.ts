@@ -26,18 +26,20 @@ interface Waiting {
 
 /** Sends waiting for the gateway to confirm their update through the getUpdates offset, in update_id order. */
 class AckQueue {
-  private items: { updateId: number; id: string; resolve: (id: string) => void }[] = [];
+  private items: { updateId: number; id: string }[] = [];
   private head = 0;
+  private readonly pending = new Map<string, (id: string) => void>();
 
   push(updateId: number, id: string): Promise<string> {
-    return new Promise<string>((resolve) => this.items.push({ updateId, id, resolve }));
+    this.items.push({ updateId, id });
+    return new Promise<string>((resolve) => this.pending.set(id, resolve));
   }
 
   /** Resolves every send whose update is below `offset`, the first one Telegram will deliver again. */
   confirm(offset: number): void {
     for (let item = this.items[this.head]; item && item.updateId < offset; item = this.items[this.head]) {
       this.head++;
-      item.resolve(item.id);
+      this.accepted(item.id);
     }
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
@@ -45,8 +47,20 @@ class AckQueue {
     }
   }
 
+  /**
+   * Resolves the send of `id` now: an answer proves the bus took the message, and the gateway
+   * confirms a batch of updates only after handing all of it to the bus, so answers to the
+   * first updates of a batch can come before their confirmation.
+   */
+  accepted(id: string): void {
+    const resolve = this.pending.get(id);
+    this.pending.delete(id);
+    resolve?.(id);
+  }
+
+  /** Sends neither confirmed nor answered. */
   get size(): number {
-    return this.items.length - this.head;
+    return this.pending.size;
   }
 }
 
@@ -91,7 +105,9 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
     }
     const [w] = waiting.splice(i, 1);
     if (waiting.length === 0) chats.delete(m.chat_id);
-    if (w) target?.onReply({ user: w.user, id: w.id, at, isError });
+    if (!w) return;
+    acks.accepted(w.id);
+    target?.onReply({ user: w.user, id: w.id, at, isError });
   };
 
   let tg: FakeTelegram;
