@@ -15,6 +15,10 @@ export async function benchOnce(o: BenchOptions): Promise<BenchReport> {
           const { startWebchatTarget } = await import("./targets/webchat.js");
           return startWebchatTarget(s);
         }
+        if (o.path === "telegram") {
+          const { startTelegramTarget } = await import("./targets/telegram.js");
+          return startTelegramTarget(s);
+        }
         const { startInprocTarget } = await import("./targets/inproc.js");
         return startInprocTarget(s);
       },
@@ -59,12 +63,8 @@ export async function benchCommand(args: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return 0;
   }
-  if (o.path === "telegram") {
-    process.stderr.write("zeptoclaw bench: --path telegram is not available yet (the bench has no Telegram load generator yet); use inproc or webchat\n");
-    return 2;
-  }
-  if (o.path === "webchat" || o.sweep) {
-    const { BUILT_CLI } = await import("./targets/webchat.js");
+  if (o.path !== "inproc" || o.sweep) {
+    const { BUILT_CLI } = await import("./targets/gateway-child.js");
     if (!existsSync(BUILT_CLI)) {
       process.stderr.write(`zeptoclaw bench: ${BUILT_CLI} is missing; build first with "npx tsc -p ."\n`);
       return 2;

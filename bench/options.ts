@@ -15,7 +15,7 @@ export interface BenchOptions {
   sweep: number[] | undefined;
   json: string | undefined;
   chart: string | undefined;
-  /** Folder for a V8 CPU profile of the gateway child (webchat path). */
+  /** Folder for a V8 CPU profile of the gateway child (webchat and telegram paths). */
   gatewayCpuProf: string | undefined;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
   progress: "auto" | "plain" | "off";
@@ -40,14 +40,16 @@ Options:
   --llm-latency MS     delay of the fake LLM per answer (default 0)
   --path P             inproc (default): channel stand-in in this process, LLM in-process;
                        webchat: gateway in a child process, load over HTTP + SSE,
-                       fake LLM over HTTP; telegram: not available yet (exit 2)
+                       fake LLM over HTTP; telegram: gateway in a child process with
+                       only the Telegram channel, long-polling a fake Bot API (one
+                       private chat per user; Telegram's rate limits not simulated)
   --memory-profile     ramp users up in steps before the load and fit RSS against
                        active users: the marginal memory per user
   --sweep A,B,C        one fresh run per user count; prints users -> RAM -> msg/s,
                        fits memory per user and draws an SVG chart
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
   --json FILE          write every figure as JSON
-  --gateway-cpu-prof DIR  webchat: run the gateway child with --cpu-prof into DIR
+  --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
   --progress MODE      auto (bar on a terminal, plain lines otherwise), plain, off
   -h, --help           print this help
 `;

@@ -2,6 +2,12 @@ import type { BenchReport } from "./runner.js";
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
 
+function cpuOfTheRest(d: Record<string, unknown>): string {
+  if (d.loadgen_and_fake_llm_cpu_s !== undefined) return ` gateway, ${String(d.loadgen_and_fake_llm_cpu_s)} s load generator + fake LLM`;
+  if (d.loadgen_fake_llm_and_fake_bot_api_cpu_s !== undefined) return ` gateway, ${String(d.loadgen_fake_llm_and_fake_bot_api_cpu_s)} s load generator + fake LLM + fake Bot API`;
+  return "";
+}
+
 /** The human-readable report of one run: every figure the JSON holds at the top level. */
 export function formatReport(r: BenchReport): string {
   const d = r.details;
@@ -17,8 +23,16 @@ export function formatReport(r: BenchReport): string {
     `  overhead      p50 ${fmt(r.overhead_ms.p50)} ms  p99 ${fmt(r.overhead_ms.p99)} ms  (latency minus LLM time)`,
     `  rss           start ${fmt(r.rss_mb.start)} MB  peak ${fmt(r.rss_mb.peak)} MB  end ${fmt(r.rss_mb.end)} MB  (${d.gateway_process === "child" ? "gateway child process" : "this process, load generator included"})`,
     `  per user      ${r.per_user_kb === null ? "n/a (add --memory-profile or --sweep)" : `${fmt(r.per_user_kb)} KB (slope of RSS over active users${d.memory_fit_r2 !== undefined ? `, r² ${String(d.memory_fit_r2)}` : ""})`}`,
-    `  cpu           ${fmt(r.cpu_s)} s${d.loadgen_and_fake_llm_cpu_s !== undefined ? ` gateway, ${String(d.loadgen_and_fake_llm_cpu_s)} s load generator + fake LLM` : ""}`,
+    `  cpu           ${fmt(r.cpu_s)} s${cpuOfTheRest(d)}`,
   ];
+  const calls = d.bot_api_calls as Record<string, number> | undefined;
+  if (calls) {
+    const shown = Object.entries(calls).filter(([m]) => !["getMe", "setMyCommands", "deleteWebhook"].includes(m));
+    lines.push(`  telegram      ${String(d.telegram_mode)}; Bot API calls ${shown.map(([m, n]) => `${m} ${n}`).join(", ")}; previews ${String(d.preview_messages)}; rate limits ${String(d.telegram_rate_limits)}; bot token in gateway logs ${String(d.bot_token_in_gateway_logs)}`);
+    if (d.unconfirmed_updates) lines.push(`  not taken     ${String(d.unconfirmed_updates)} updates neither confirmed through getUpdates nor answered when the run ended`);
+    const odd = d.unexpected_replies as string[] | undefined;
+    if (odd) lines.push(`  odd replies   ${odd.map((t) => JSON.stringify(t)).join(", ")}`);
+  }
   const lag = d.send_lag_ms as { p50: number; p99: number } | undefined;
   if (lag) lines.push(`  send lag      p50 ${fmt(lag.p50)} ms  p99 ${fmt(lag.p99)} ms  (open-loop schedule vs actual send)`);
   const ramp = d.memory_ramp as { users: number; rss_mb: number; heap_mb?: number }[] | undefined;

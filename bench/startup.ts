@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { percentile } from "./stats.js";
-import { BUILT_CLI } from "./targets/webchat.js";
+import { BUILT_CLI } from "./targets/gateway-child.js";
 
 // Start-up figures: `zeptoclaw --version` against `node -e 0`, and launch to the first
 // /readyz 200 with the default config. Medians over repeated, alternating runs.

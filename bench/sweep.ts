@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { BenchOptions } from "./options.js";
 import type { BenchReport } from "./runner.js";
 import { linearFit } from "./stats.js";
-import { BUILT_CLI } from "./targets/webchat.js";
+import { BUILT_CLI } from "./targets/gateway-child.js";
 
 /** The result of a sweep: one report per user count and the memory fitted across them. */
 export interface SweepResult {

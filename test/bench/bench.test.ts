@@ -58,11 +58,24 @@ describe("zeptoclaw bench", () => {
     expect(r.details.gateway_process).toBe("child");
   });
 
+  it("answers every message through the Telegram channel, long-polling a fake Bot API (gateway in a child process)", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "30", "--duration", "2", "--path", "telegram", "--progress", "off"]));
+    expectWellFormed(r);
+    expect(r.lost).toBe(0);
+    expect(r.answered).toBe(r.sent);
+    expect(r.duplicated).toBe(0);
+    expect(r.details.error_replies).toBe(0);
+    expect(r.details.gateway_process).toBe("child");
+    expect(r.details.unmatched_bot_messages).toBe(0);
+    expect(r.details.bot_token_in_gateway_logs).toBe(0);
+    expect((r.details.bot_api_calls as Record<string, number>).sendMessage).toBeGreaterThanOrEqual(r.sent);
+  });
+
   it("refuses unknown flags and bad values with exit code 2", async () => {
     expect(await benchCommand(["--bogus"])).toBe(2);
     expect(await benchCommand(["--users", "0"])).toBe(2);
     expect(await benchCommand(["--rate", "fast"])).toBe(2);
-    expect(await benchCommand(["--path", "telegram"])).toBe(2);
+    expect(await benchCommand(["--path", "carrier-pigeon"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {

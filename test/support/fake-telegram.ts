@@ -2,7 +2,8 @@ import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../../src/package-info.js";
 
 /** One Bot API call as the fake received it. */
 export interface FakeTelegramCall {
@@ -43,6 +44,12 @@ export interface FakeTelegramOptions {
   token?: string;
   botId?: number;
   username?: string;
+  /** Keep every call in `calls` and every message in `sent` (off for the benchmark, whose runs make hundreds of thousands). */
+  record?: boolean;
+  /** Called for every message the bot sent or edited successfully, recorded or not. */
+  onMessage?: (m: FakeSentMessage, edited: boolean) => void;
+  /** Called when a getUpdates call confirms updates below `offset`. */
+  onConfirmed?: (offset: number) => void;
 }
 
 /** A running fake Bot API server; `url` is what `api_root` takes. */
@@ -51,6 +58,8 @@ export interface FakeTelegram {
   token: string;
   bot: { id: number; username: string };
   calls: FakeTelegramCall[];
+  /** Calls answered, by method (counted even when not recorded). */
+  counts: Record<string, number>;
   /** Every message the bot sent, in order. */
   sent: FakeSentMessage[];
   faults: FakeTelegramFault[];
@@ -67,11 +76,15 @@ export interface FakeTelegram {
   close(): Promise<void>;
 }
 
-const FIXTURES = fileURLToPath(new URL("../fixtures/telegram/", import.meta.url));
+// From the package root, not from this file: compiled into dist/test/support/, it has no fixtures beside it.
+const FIXTURES = join(PACKAGE_ROOT, "test", "fixtures", "telegram");
+
+/** Messages the fake remembers for edits when it does not record: the oldest are forgotten first. */
+const MAX_UNRECORDED_MESSAGES = 100_000;
 
 /** A real-shaped update from `test/fixtures/telegram/<name>.json`, with fields overridden. */
 export function telegramFixture(name: string, message: Record<string, unknown> = {}): Record<string, unknown> {
-  const update = JSON.parse(readFileSync(`${FIXTURES}${name}.json`, "utf8")) as Record<string, unknown>;
+  const update = JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), "utf8")) as Record<string, unknown>;
   const key = "message" in update ? "message" : "edited_message" in update ? "edited_message" : undefined;
   if (key) update[key] = { ...(update[key] as Record<string, unknown>), ...message };
   return update;
@@ -134,12 +147,17 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
   let nextUpdateId = 1000;
   let nextMessageId = 5000;
   let pollGeneration = 0;
+  const keep = opts.record !== false;
+  /** Messages by `chat:message_id`, for edits without a scan of `sent`. */
+  const messages = new Map<string, FakeSentMessage>();
+  const keyOf = (chatId: number, messageId: unknown): string => `${chatId}:${String(messageId)}`;
 
   const state: FakeTelegram = {
     url: "",
     token,
     bot,
     calls: [],
+    counts: {},
     sent: [],
     faults: [],
     webhook: undefined,
@@ -196,7 +214,16 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
     ...(retryAfter !== undefined ? { parameters: { retry_after: retryAfter } } : {}),
   });
 
-  const pending = (offset: number): Record<string, unknown>[] => queue.filter((u) => (u.update_id as number) >= offset);
+  // The queue is in update_id order (pushUpdate assigns increasing ids), so both ends are found without a full scan.
+  const firstAtOrAbove = (offset: number): number => {
+    let i = 0;
+    while (i < queue.length && (queue[i]?.update_id as number) < offset) i++;
+    return i;
+  };
+  const pending = (offset: number, limit = Number.POSITIVE_INFINITY): Record<string, unknown>[] => {
+    const from = firstAtOrAbove(offset);
+    return queue.slice(from, from + limit);
+  };
 
   const getUpdates = (payload: Record<string, unknown>, res: ServerResponse, record: (status: number) => void): void => {
     if (state.webhook) {
@@ -210,8 +237,9 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       if (offset > state.confirmedOffset) {
         state.confirmedOffset = offset;
         events.emit("call");
+        opts.onConfirmed?.(offset);
       }
-      for (let i = queue.length - 1; i >= 0; i--) if ((queue[i]?.update_id as number) < offset) queue.splice(i, 1);
+      queue.splice(0, firstAtOrAbove(offset));
     }
     const limit = typeof payload.limit === "number" ? payload.limit : 100;
     const timeout = typeof payload.timeout === "number" ? payload.timeout : 0;
@@ -227,7 +255,7 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       waiting.delete(res);
       if (res.writableEnded) return;
       record(200);
-      reply(res, 200, { ok: true, result: pending(offset).slice(0, limit) });
+      reply(res, 200, { ok: true, result: pending(offset, limit) });
     };
     const onUpdate = (): void => {
       if (generation === pollGeneration && pending(offset).length > 0) answer();
@@ -259,7 +287,7 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
     if (parsed.text.trim() === "") return bad("message text is empty");
     if (parsed.text.length > 4096) return bad("message is too long");
     if (edit) {
-      const target = state.sent.find((m) => m.chat_id === chatId && m.message_id === payload.message_id);
+      const target = messages.get(keyOf(chatId, payload.message_id));
       if (!target) return bad("message to edit not found");
       if (target.text === parsed.text) return bad("message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
       target.text = parsed.text;
@@ -268,6 +296,7 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       else delete target.parse_mode;
       target.edits++;
       record(200);
+      opts.onMessage?.(target, true);
       reply(res, 200, { ok: true, result: { message_id: target.message_id, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" }, text: target.text } });
       return;
     }
@@ -282,8 +311,11 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       ...(typeof payload.message_thread_id === "number" ? { message_thread_id: payload.message_thread_id } : {}),
       ...(typeof replyParams?.message_id === "number" ? { reply_to_message_id: replyParams.message_id } : {}),
     };
-    state.sent.push(sent);
+    if (keep) state.sent.push(sent);
+    messages.set(keyOf(chatId, sent.message_id), sent);
+    if (!keep && messages.size > MAX_UNRECORDED_MESSAGES) messages.delete(messages.keys().next().value as string);
     record(200);
+    opts.onMessage?.(sent, false);
     reply(res, 200, {
       ok: true,
       result: { message_id: sent.message_id, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" }, text: sent.text },
@@ -298,7 +330,8 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
     const call: FakeTelegramCall = { method, payload, at: Date.now(), status: 0 };
     const record = (status: number): void => {
       call.status = status;
-      state.calls.push(call);
+      state.counts[method] = (state.counts[method] ?? 0) + 1;
+      if (keep) state.calls.push(call);
       events.emit("call");
     };
     if (match[1] !== token) {
