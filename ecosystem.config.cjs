@@ -4,7 +4,7 @@ module.exports = {
   apps: [
     {
       name: "zeptoclaw",
-      script: "dist/src/cli.js",
+      script: "dist/app/cli.js",
       args: "gateway --config config/default.toml",
       cwd: __dirname,
       exec_mode: "fork",

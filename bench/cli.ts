@@ -66,7 +66,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   if (o.path !== "inproc" || o.sweep) {
     const { BUILT_CLI } = await import("./targets/gateway-child.js");
     if (!existsSync(BUILT_CLI)) {
-      process.stderr.write(`zeptoclaw bench: ${BUILT_CLI} is missing; build first with "npx tsc -p ."\n`);
+      process.stderr.write(`zeptoclaw bench: ${BUILT_CLI} is missing; build first with "npm run build"\n`);
       return 2;
     }
   }

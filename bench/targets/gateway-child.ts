@@ -6,8 +6,8 @@ import { PACKAGE_ROOT } from "../../src/package-info.js";
 import type { FakeOpenAi } from "../../test/support/fake-openai.js";
 import type { TargetSettings } from "./target.js";
 
-/** The built CLI the gateway child runs; the bench needs `npx tsc -p .` first, like the command itself. */
-export const BUILT_CLI = join(PACKAGE_ROOT, "dist", "src", "cli.js");
+/** The built, bundled CLI the gateway child runs (what `npm start` runs); `npm run build` makes it. */
+export const BUILT_CLI = join(PACKAGE_ROOT, "dist", "app", "cli.js");
 
 const CLOCK_TICKS = 100;
 

@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { capturedLogs } from "./harness.js";
 
-/** The built CLI: tests run what `npm ci` installs (`npm test` builds it first). */
-export const CLI = join(PACKAGE_ROOT, "dist", "src", "cli.js");
+/** The built, bundled CLI: tests run what `npm ci` installs and `npm start` runs (`npm test` builds it first). */
+export const CLI = join(PACKAGE_ROOT, "dist", "app", "cli.js");
 
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli(
