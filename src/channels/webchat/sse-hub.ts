@@ -34,6 +34,11 @@ export class SseHub {
     return true;
   }
 
+  /** Whether anyone listens on `key`. */
+  has(key: string): boolean {
+    return this.subs.has(key);
+  }
+
   /** Sends one event to every subscriber of `key`. */
   emit(key: string, event: string, data: unknown): void {
     const set = this.subs.get(key);

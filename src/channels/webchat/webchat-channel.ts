@@ -34,6 +34,8 @@ export interface WebchatChannelConfig {
 }
 
 const MAX_TEXT = 32_000;
+/** Streamed tokens are sent together at most this often. */
+const PREVIEW_MS = 50;
 const userField = z.string({ error: "user: expected a string" }).check(
   z.minLength(1, { error: "user: must not be empty" }),
   z.maxLength(200, { error: "user: at most 200 characters" }),
@@ -87,6 +89,8 @@ export class WebchatChannel implements Channel {
   // Outcomes are readable at GET /api/messages/:id, so nothing is pushed twice after a crash.
   readonly resendAfterCrash = false;
   private readonly hub = new SseHub();
+  /** Streamed text not sent yet, per conversation (one reply at a time: the bus keeps a user's order). */
+  private readonly pending = new Map<string, { id: string; text: string; timer: NodeJS.Timeout }>();
   private page: Buffer | undefined;
 
   private readonly allowed: (user: string) => boolean;
@@ -174,16 +178,52 @@ export class WebchatChannel implements Channel {
   }
 
   async stop(): Promise<void> {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
     this.hub.close();
   }
 
   async send(m: OutboundMessage): Promise<{ messageId: string }> {
+    // The whole text supersedes streamed pieces not sent yet.
+    const p = this.pending.get(m.conversationId);
+    if (p && p.id === m.replyToId) this.dropPreview(m.conversationId, p);
     this.hub.emit(m.conversationId, "reply", { id: m.replyToId, status: m.isError ? "error" : "done", text: m.text });
     return { messageId: m.idempotencyKey };
   }
 
+  /**
+   * Streams a reply as it is written, in batches: tokens that arrive within PREVIEW_MS go out
+   * as one `token` event (20 a second still reads as typing), and a reply that is complete
+   * before then sends none. One SSE write per token cost a syscall and a JSON encoding each.
+   */
   preview(conversationId: string, replyToId: string, chunk: string | null): void {
-    if (chunk === null) this.hub.emit(conversationId, "restart", { id: replyToId });
-    else this.hub.emit(conversationId, "token", { id: replyToId, text: chunk });
+    const p = this.pending.get(conversationId);
+    if (chunk === null) {
+      if (p) this.dropPreview(conversationId, p);
+      this.hub.emit(conversationId, "restart", { id: replyToId });
+      return;
+    }
+    if (p && p.id === replyToId) {
+      p.text += chunk;
+      return;
+    }
+    if (p) this.flushPreview(conversationId, p);
+    if (!this.hub.has(conversationId)) return;
+    const timer = setTimeout(() => {
+      const q = this.pending.get(conversationId);
+      if (q) this.flushPreview(conversationId, q);
+    }, PREVIEW_MS);
+    timer.unref();
+    this.pending.set(conversationId, { id: replyToId, text: chunk, timer });
+  }
+
+  private flushPreview(conversationId: string, p: { id: string; text: string; timer: NodeJS.Timeout }): void {
+    this.dropPreview(conversationId, p);
+    this.hub.emit(conversationId, "token", { id: p.id, text: p.text });
+  }
+
+  private dropPreview(conversationId: string, p: { timer: NodeJS.Timeout }): void {
+    clearTimeout(p.timer);
+    this.pending.delete(conversationId);
   }
 }
