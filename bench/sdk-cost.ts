@@ -1,7 +1,7 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
-import { createHttpFetch } from "../src/agent/http-fetch.js";
+import { createHttpFetch } from "../src/http/http-fetch.js";
 import { startFakeOpenAi } from "../test/support/fake-openai.js";
 
 /**

@@ -6,7 +6,7 @@ import { LlmError } from "../errors.js";
 import type { ChatMessage } from "../storage/session-store.js";
 import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
-import { createHttpFetch } from "./http-fetch.js";
+import { createHttpFetch } from "../http/http-fetch.js";
 import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
 
 /** Settings of the OpenAI-compatible client, from `[llm]`. */

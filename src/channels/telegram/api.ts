@@ -1,6 +1,7 @@
 import { autoRetry } from "@grammyjs/auto-retry";
 import { Api, Bot, GrammyError, HttpError, type Transformer } from "grammy";
 import { ChannelError } from "../../errors.js";
+import { createHttpFetch } from "../../http/http-fetch.js";
 
 /** How hard platform calls are retried; tests shorten the waits. */
 export interface TelegramRetryOptions {
@@ -37,7 +38,10 @@ export interface TelegramApis {
 
 /** Creates the grammy bot for `token` against `apiRoot`, with the retry transformers installed. */
 export function createTelegramApis(token: string, apiRoot: string, retry: TelegramRetryOptions): TelegramApis {
-  const client = { apiRoot: apiRoot.replace(/\/+$/, ""), timeoutSeconds: 60 };
+  // Our node:http fetch instead of grammy's node-fetch: a third of the CPU per Bot API call.
+  // Bodies are JSON text; we never upload files, which would need a streamed body.
+  const { fetch } = createHttpFetch(64);
+  const client = { apiRoot: apiRoot.replace(/\/+$/, ""), timeoutSeconds: 60, fetch: fetch as unknown as typeof globalThis.fetch };
   const bot = new Bot(token, { client });
   bot.api.config.use(
     skipFor(NO_RETRY, retryServerErrors(retry)),

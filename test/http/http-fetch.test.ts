@@ -3,7 +3,7 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
-import { createHttpFetch, type HttpFetch } from "../../src/agent/http-fetch.js";
+import { createHttpFetch, type HttpFetch } from "../../src/http/http-fetch.js";
 import { type FakeOpenAi, startFakeOpenAi } from "../support/fake-openai.js";
 
 let http: HttpFetch | undefined;
