@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { createHttpFetch } from "../src/http/http-fetch.js";
 import { startFakeOpenAi } from "../test/support/fake-openai.js";
+import { numberFlag } from "./script-args.js";
 
 /**
  * What one chat call through the official openai SDK costs the calling process, apart from
@@ -16,12 +17,9 @@ async function main(): Promise<void> {
     process.send?.(fake.url);
     return;
   }
-  const arg = (name: string, fallback: number): number => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : fallback;
-  };
-  const calls = arg("--calls", 4_000);
-  const concurrency = arg("--concurrency", 64);
+  // 20,000 calls: the first few thousand run before the JIT has warmed up and would inflate the figure.
+  const calls = numberFlag("--calls", 20_000);
+  const concurrency = numberFlag("--concurrency", 64);
   const stream = !process.argv.includes("--no-stream");
   const child = fork(fileURLToPath(import.meta.url), ["--serve"]);
   try {
