@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { benchCommand, benchOnce } from "../../bench/cli.js";
 import { parseBenchArgs } from "../../bench/options.js";
 import type { BenchReport } from "../../bench/runner.js";
-import { linearFit, percentile } from "../../bench/stats.js";
+import { linearFit, percentile, Samples, summarize } from "../../bench/stats.js";
 
 function expectWellFormed(r: BenchReport): void {
   for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "cpu_s"] as const) expect(typeof r[k]).toBe("number");
@@ -71,5 +71,16 @@ describe("zeptoclaw bench", () => {
     expect(percentile(sorted, 99)).toBe(99);
     expect(percentile(sorted, 100)).toBe(100);
     expect(linearFit([{ x: 0, y: 1 }, { x: 10, y: 21 }, { x: 20, y: 41 }]).slope).toBeCloseTo(2);
+  });
+
+  it("summarizes samples across chunks to the microsecond, as the report prints them", () => {
+    const s = new Samples();
+    // More than one 16,384-sample chunk, pushed in descending order.
+    for (let i = 40_000; i >= 1; i--) s.push(i / 1000 + 0.0004);
+    expect(s.length).toBe(40_000);
+    expect(summarize(s)).toEqual({ p50: 20, p90: 36, p99: 39.6, max: 40 });
+    const small = new Samples();
+    for (const v of [0.0126, -1, 3.5]) small.push(v);
+    expect(Array.from(small.sorted())).toEqual([0, 0.013, 3.5]);
   });
 });
