@@ -20,7 +20,7 @@ function expectWellFormed(r: BenchReport): void {
 
 describe("zeptoclaw bench", () => {
   it("answers every message of a short open-loop run through the real pipeline and reports every figure", async () => {
-    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--progress", "off"]));
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--settle", "0", "--progress", "off"]));
     expectWellFormed(r);
     expect(r.lost).toBe(0);
     expect(r.duplicated).toBe(0);
@@ -30,7 +30,7 @@ describe("zeptoclaw bench", () => {
   });
 
   it("loses nothing in closed loop (--rate max), where every reply triggers the next message", async () => {
-    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "1", "--rate", "max", "--progress", "off"]));
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "1", "--rate", "max", "--settle", "0", "--progress", "off"]));
     expectWellFormed(r);
     expect(r.lost).toBe(0);
     expect(r.sent).toBeGreaterThan(50);
@@ -40,7 +40,7 @@ describe("zeptoclaw bench", () => {
     const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
     try {
       const file = join(dir, "r.json");
-      const code = await benchCommand(["--users", "20", "--duration", "1", "--json", file, "--progress", "off"]);
+      const code = await benchCommand(["--users", "20", "--duration", "1", "--settle", "0", "--json", file, "--progress", "off"]);
       expect(code).toBe(0);
       const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
       for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "latency_ms", "overhead_ms", "rss_mb", "per_user_kb", "cpu_s", "users", "duration_s", "rate", "llm_latency_ms", "path"]) {
@@ -63,6 +63,7 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--users", "0"])).toBe(2);
     expect(await benchCommand(["--rate", "fast"])).toBe(2);
     expect(await benchCommand(["--path", "telegram"])).toBe(2);
+    expect(await benchCommand(["--settle", "-1"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
