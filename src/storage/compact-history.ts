@@ -27,23 +27,36 @@ const TOOL = "t";
 export class CompactHistory {
   private constructor(
     private readonly contents: readonly string[],
-    private readonly roles: string,
+    /**
+     * One character per message; absent for the common history that alternates question
+     * and answer from a question, every content a string, which then costs nothing more.
+     */
+    private readonly roles: string | undefined,
     /** Tool calls and tool-call ids by message index; absent when the history has none. */
     private readonly extras: readonly (Extra | undefined)[] | undefined,
   ) {}
 
-  /** Packs messages; the input is neither kept nor changed. */
-  static from(messages: readonly ChatMessage[]): CompactHistory {
-    const contents = new Array<string>(messages.length);
-    // Joined once, not appended to: `+=` would build a chain of cons strings, one per message.
-    const roles = new Array<string>(messages.length);
-    let extras: (Extra | undefined)[] | undefined;
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i] as ChatMessage;
+  /** Packs `messages` from index `start` on; the input is neither kept nor changed. */
+  static from(messages: readonly ChatMessage[], start = 0): CompactHistory {
+    const n = Math.max(0, messages.length - start);
+    const contents = new Array<string>(n);
+    let alternating = true;
+    for (let i = 0; i < n; i++) {
+      const m = messages[start + i] as ChatMessage;
       contents[i] = m.content ?? "";
+      if (alternating && (m.role !== (i % 2 === 0 ? "user" : "assistant") || m.content === null || m.tool_calls !== undefined || m.tool_call_id !== undefined)) {
+        alternating = false;
+      }
+    }
+    if (alternating) return new CompactHistory(contents, undefined, undefined);
+    // Joined once, not appended to: `+=` would build a chain of cons strings, one per message.
+    const roles = new Array<string>(n);
+    let extras: (Extra | undefined)[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const m = messages[start + i] as ChatMessage;
       roles[i] = m.role === "user" ? USER : m.role === "tool" ? TOOL : m.content === null ? ASSISTANT_NULL : ASSISTANT;
       if (m.tool_calls !== undefined || m.tool_call_id !== undefined) {
-        extras ??= new Array<Extra | undefined>(messages.length).fill(undefined);
+        extras ??= new Array<Extra | undefined>(n).fill(undefined);
         const extra: Extra = {};
         if (m.tool_calls !== undefined) extra.tool_calls = m.tool_calls;
         if (m.tool_call_id !== undefined) extra.tool_call_id = m.tool_call_id;
@@ -60,9 +73,15 @@ export class CompactHistory {
 
   /** The history as chat messages, oldest first: new objects on every call, free to change. */
   messages(): ChatMessage[] {
-    const out = new Array<ChatMessage>(this.contents.length);
-    for (let i = 0; i < this.contents.length; i++) {
-      const code = this.roles[i];
+    const n = this.contents.length;
+    const out = new Array<ChatMessage>(n);
+    const roles = this.roles;
+    if (roles === undefined) {
+      for (let i = 0; i < n; i++) out[i] = { role: i % 2 === 0 ? "user" : "assistant", content: this.contents[i] as string };
+      return out;
+    }
+    for (let i = 0; i < n; i++) {
+      const code = roles[i];
       const m: ChatMessage =
         code === USER
           ? { role: "user", content: this.contents[i] as string }

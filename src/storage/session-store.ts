@@ -19,9 +19,15 @@ export interface Session {
  * (a tool result or a reply without its question), so the LLM never sees an orphan.
  */
 export function pruneHistory(messages: ChatMessage[], max: number): ChatMessage[] {
+  const start = pruneStart(messages, max);
+  return start === 0 ? messages : messages.slice(start);
+}
+
+/** Where `pruneHistory` would cut: the index of the first message kept. */
+function pruneStart(messages: readonly ChatMessage[], max: number): number {
   let start = Math.max(0, messages.length - max);
   while (start < messages.length && messages[start]?.role !== "user") start++;
-  return start === 0 ? messages : messages.slice(start);
+  return start;
 }
 
 /** Turns a session read from disk into its in-memory form (the `revive` of the sessions' map). */
@@ -40,7 +46,10 @@ export class SessionStore {
     private readonly maxMessages: number,
   ) {}
 
-  /** The user's history, oldest first; empty for a new or expired session. Throws `StorageError`. */
+  /**
+   * The user's history, oldest first; empty for a new or expired session. A new array of new
+   * objects on every call: the caller may append to it and save it. Throws `StorageError`.
+   */
   async load(userId: string): Promise<ChatMessage[]> {
     const session = await this.map.get(userId);
     return session ? session.messages() : [];
@@ -48,7 +57,7 @@ export class SessionStore {
 
   /** Saves the history, pruned to `max_session_messages`; committed with the next batch. */
   save(userId: string, messages: ChatMessage[]): void {
-    this.map.set(userId, CompactHistory.from(pruneHistory(messages, this.maxMessages)));
+    this.map.set(userId, CompactHistory.from(messages, pruneStart(messages, this.maxMessages)));
   }
 
   /** Forgets the user's session. */

@@ -38,3 +38,27 @@ describe("CompactHistory", () => {
     expect(reviveSession({ messages: "nope" }).length).toBe(0);
   });
 });
+
+describe("CompactHistory of a plain conversation", () => {
+  it("round-trips alternating turns, and a history that breaks the alternation", () => {
+    const plain: ChatMessage[] = [
+      { role: "user", content: "q0" },
+      { role: "assistant", content: "a0" },
+      { role: "user", content: "q1" },
+    ];
+    expect(CompactHistory.from(plain).messages()).toStrictEqual(plain);
+    const twoQuestions: ChatMessage[] = [{ role: "user", content: "q0" }, { role: "user", content: "q1" }, { role: "assistant", content: "a" }];
+    expect(CompactHistory.from(twoQuestions).messages()).toStrictEqual(twoQuestions);
+  });
+
+  it("packs from a start index, as the store does when it prunes", () => {
+    const plain: ChatMessage[] = [
+      { role: "user", content: "q0" },
+      { role: "assistant", content: "a0" },
+      { role: "user", content: "q1" },
+      { role: "assistant", content: "a1" },
+    ];
+    expect(CompactHistory.from(plain, 2).messages()).toStrictEqual(plain.slice(2));
+    expect(CompactHistory.from(plain, 4).length).toBe(0);
+  });
+});
