@@ -12,6 +12,8 @@ export interface BenchOptions {
   llmLatencyMs: number;
   path: BenchPath;
   memoryProfile: boolean;
+  /** Least seconds of idle collection before each memory reading (inproc). */
+  settleS: number;
   sweep: number[] | undefined;
   json: string | undefined;
   chart: string | undefined;
@@ -45,6 +47,9 @@ Options:
                        private chat per user; Telegram's rate limits not simulated)
   --memory-profile     ramp users up in steps before the load and fit RSS against
                        active users: the marginal memory per user
+  --settle S           inproc: collect garbage for at least S seconds, until RSS stops
+                       moving, before each memory reading (default 8: V8 shrinks its
+                       young generation only after 5 s of low allocation)
   --sweep A,B,C        one fresh run per user count; prints users -> RAM -> msg/s,
                        fits memory per user and draws an SVG chart
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
@@ -76,6 +81,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         "llm-latency": { type: "string" },
         path: { type: "string" },
         "memory-profile": { type: "boolean" },
+        settle: { type: "string" },
         sweep: { type: "string" },
         json: { type: "string" },
         chart: { type: "string" },
@@ -109,6 +115,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     llmLatencyMs: positive("llm-latency", v["llm-latency"] ?? "0", false, true),
     path,
     memoryProfile: v["memory-profile"] === true,
+    settleS: positive("settle", v.settle ?? "8", false, true),
     sweep,
     json: v.json,
     chart: v.chart,

@@ -36,4 +36,6 @@ export interface TargetSettings {
   dir: string;
   /** Extra node flags for a gateway child process (profiling). */
   gatewayNodeArgs?: string[];
+  /** Least time `settle` keeps collecting before a memory reading (inproc). */
+  settleMinMs?: number;
 }

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { LlmError, StorageError, ZeptoError } from "../errors.js";
 import type { InboundMessage } from "../messages.js";
-import type { ChatMessage, SessionStore } from "../storage/session-store.js";
+import type { SessionStore } from "../storage/session-store.js";
 import { HELP_TEXT, parseCommand } from "./commands.js";
 import type { LlmClient } from "./llm-types.js";
 import type { ReplySink } from "./reply-sink.js";
@@ -101,15 +101,17 @@ export class Agent {
   }
 
   private async answer(m: InboundMessage, signal: AbortSignal): Promise<string> {
-    const history = await this.o.sessions.load(m.userId);
-    const turn: ChatMessage[] = [{ role: "user", content: m.text }];
+    // The store hands out a fresh array on every load, so this turn is appended to it in
+    // place rather than copying the whole history for the LLM call and again for the save.
+    const messages = await this.o.sessions.load(m.userId);
+    messages.push({ role: "user", content: m.text });
     for (let round = 0; ; round++) {
       if (!(await this.o.usage.allowed(m.userId))) {
         throw new BudgetSpentError(this.o.usage.dailyBudget);
       }
       const res = await this.o.llm.complete({
         system: this.o.systemPrompt,
-        messages: history.length === 0 ? turn : [...history, ...turn],
+        messages,
         tools: round < MAX_TOOL_ROUNDS ? this.toolSpecs : [],
         signal,
         msgId: m.id,
@@ -120,7 +122,7 @@ export class Agent {
       if (this.o.usage.dailyBudget > 0) {
         const spent = res.usage
           ? res.usage.promptTokens + res.usage.completionTokens
-          : estimateTokens(JSON.stringify(history).length + JSON.stringify(turn).length + res.text.length);
+          : estimateTokens(JSON.stringify(messages).length + res.text.length);
         await this.o.usage.add(m.userId, spent);
       }
       this.o.onLlmCall?.(m, {
@@ -129,13 +131,13 @@ export class Agent {
       });
       if (res.toolCalls.length === 0 || round >= MAX_TOOL_ROUNDS) {
         const text = res.text.trim() || "(the model returned an empty answer)";
-        turn.push({ role: "assistant", content: text });
-        this.o.sessions.save(m.userId, history.length === 0 ? turn : [...history, ...turn]);
+        messages.push({ role: "assistant", content: text });
+        this.o.sessions.save(m.userId, messages);
         return text;
       }
-      turn.push({ role: "assistant", content: res.text || null, tool_calls: res.toolCalls });
+      messages.push({ role: "assistant", content: res.text || null, tool_calls: res.toolCalls });
       for (const call of res.toolCalls) {
-        turn.push({ role: "tool", tool_call_id: call.id, content: await this.runTool(call.function.name, call.function.arguments) });
+        messages.push({ role: "tool", tool_call_id: call.id, content: await this.runTool(call.function.name, call.function.arguments) });
       }
     }
   }

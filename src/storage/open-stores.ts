@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
 import { MessageJournal } from "./journal.js";
 import { PairingStore } from "./pairing.js";
-import { SessionStore } from "./session-store.js";
+import type { CompactHistory } from "./compact-history.js";
+import { reviveSession, SessionStore } from "./session-store.js";
 import { BatchedSqliteStore } from "./sqlite-store.js";
 import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
 import { startWalCheckpointer } from "./wal-checkpointer.js";
@@ -75,11 +76,12 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   const ttlMs = cfg.session_ttl_hours * HOUR;
   const sessionsKeyv = new Keyv<unknown>({ store: db, namespace: "s", throwOnErrors: true, ...plainJson });
   const log = logger.child({ component: "storage" });
-  const sessionMap = new WriteBehindMap<import("./session-store.js").Session>(sessionsKeyv, {
+  const sessionMap = new WriteBehindMap<CompactHistory>(sessionsKeyv, {
     maxEntries: cfg.cache_size,
     flushIntervalMs: cfg.flush_interval_ms,
     ttlMs,
     logger: log,
+    revive: reviveSession,
   });
   const counters = new WriteBehindMap<number>(new Keyv<unknown>({ store: db, namespace: "c", throwOnErrors: true, ...plainJson }), {
     maxEntries: cfg.cache_size,

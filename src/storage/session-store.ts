@@ -1,3 +1,4 @@
+import { CompactHistory } from "./compact-history.js";
 import type { WriteBehindMap } from "./write-behind.js";
 
 /** One turn of a conversation, in the shape the chat-completions API takes. */
@@ -8,7 +9,7 @@ export interface ChatMessage {
   tool_call_id?: string;
 }
 
-/** A user's persisted conversation. */
+/** A user's persisted conversation, as it is stored on disk. */
 export interface Session {
   messages: ChatMessage[];
 }
@@ -18,27 +19,45 @@ export interface Session {
  * (a tool result or a reply without its question), so the LLM never sees an orphan.
  */
 export function pruneHistory(messages: ChatMessage[], max: number): ChatMessage[] {
-  let start = Math.max(0, messages.length - max);
-  while (start < messages.length && messages[start]?.role !== "user") start++;
+  const start = pruneStart(messages, max);
   return start === 0 ? messages : messages.slice(start);
 }
 
-/** Sessions keyed by their owner's id (`"<channel>:<user>"`), pruned on every save. */
+/** Where `pruneHistory` would cut: the index of the first message kept. */
+function pruneStart(messages: readonly ChatMessage[], max: number): number {
+  let start = Math.max(0, messages.length - max);
+  while (start < messages.length && messages[start]?.role !== "user") start++;
+  return start;
+}
+
+/** Turns a session read from disk into its in-memory form (the `revive` of the sessions' map). */
+export function reviveSession(stored: unknown): CompactHistory {
+  const messages = (stored as Partial<Session> | null)?.messages;
+  return CompactHistory.from(Array.isArray(messages) ? messages : []);
+}
+
+/**
+ * Sessions keyed by their owner's id (`"<channel>:<user>"`), pruned on every save. Held
+ * compactly in memory (`CompactHistory`): a hot session is a conversing user's main cost.
+ */
 export class SessionStore {
   constructor(
-    private readonly map: WriteBehindMap<Session>,
+    private readonly map: WriteBehindMap<CompactHistory>,
     private readonly maxMessages: number,
   ) {}
 
-  /** The user's history, oldest first; empty for a new or expired session. Throws `StorageError`. */
+  /**
+   * The user's history, oldest first; empty for a new or expired session. A new array of new
+   * objects on every call: the caller may append to it and save it. Throws `StorageError`.
+   */
   async load(userId: string): Promise<ChatMessage[]> {
     const session = await this.map.get(userId);
-    return session ? session.messages : [];
+    return session ? session.messages() : [];
   }
 
   /** Saves the history, pruned to `max_session_messages`; committed with the next batch. */
   save(userId: string, messages: ChatMessage[]): void {
-    this.map.set(userId, { messages: pruneHistory(messages, this.maxMessages) });
+    this.map.set(userId, CompactHistory.from(messages, pruneStart(messages, this.maxMessages)));
   }
 
   /** Forgets the user's session. */

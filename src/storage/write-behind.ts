@@ -12,7 +12,7 @@ interface Entry<T> {
 }
 
 /** Settings of a `WriteBehindMap`. */
-export interface WriteBehindOptions {
+export interface WriteBehindOptions<T = unknown> {
   /** Hot entries kept in memory; clean ones beyond this are evicted, oldest first. */
   maxEntries: number;
   /** How long changes may wait before they are committed together. */
@@ -20,6 +20,8 @@ export interface WriteBehindOptions {
   /** Time to live after the last write. */
   ttlMs: number;
   logger: Logger;
+  /** Turns a value read from the store (parsed JSON) into the form held in memory; identity by default. */
+  revive?: (stored: unknown) => T;
 }
 
 /**
@@ -42,7 +44,7 @@ export class WriteBehindMap<T> {
 
   constructor(
     private readonly keyv: Keyv,
-    private readonly options: WriteBehindOptions,
+    private readonly options: WriteBehindOptions<T>,
   ) {}
 
   /** Number of entries held in memory. */
@@ -89,9 +91,10 @@ export class WriteBehindMap<T> {
     if (raw === undefined || raw === null) return undefined;
     const expiresAt = typeof raw.expires === "number" ? raw.expires : Number.POSITIVE_INFINITY;
     if (expiresAt <= Date.now()) return undefined;
-    this.entries.set(key, { value: raw.value, expiresAt, version: 0 });
+    const value = this.options.revive ? this.options.revive(raw.value) : raw.value;
+    this.entries.set(key, { value, expiresAt, version: 0 });
     this.evict();
-    return raw.value;
+    return value;
   }
 
   /** Writes a value; it is committed with the next batch. */

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { benchCommand, benchOnce } from "../../bench/cli.js";
 import { parseBenchArgs } from "../../bench/options.js";
 import type { BenchReport } from "../../bench/runner.js";
-import { linearFit, percentile } from "../../bench/stats.js";
+import { linearFit, percentile, Samples, summarize } from "../../bench/stats.js";
 
 function expectWellFormed(r: BenchReport): void {
   for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "cpu_s"] as const) expect(typeof r[k]).toBe("number");
@@ -20,7 +20,7 @@ function expectWellFormed(r: BenchReport): void {
 
 describe("zeptoclaw bench", () => {
   it("answers every message of a short open-loop run through the real pipeline and reports every figure", async () => {
-    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--progress", "off"]));
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--settle", "0", "--progress", "off"]));
     expectWellFormed(r);
     expect(r.lost).toBe(0);
     expect(r.duplicated).toBe(0);
@@ -30,7 +30,7 @@ describe("zeptoclaw bench", () => {
   });
 
   it("loses nothing in closed loop (--rate max), where every reply triggers the next message", async () => {
-    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "1", "--rate", "max", "--progress", "off"]));
+    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "1", "--rate", "max", "--settle", "0", "--progress", "off"]));
     expectWellFormed(r);
     expect(r.lost).toBe(0);
     expect(r.sent).toBeGreaterThan(50);
@@ -40,7 +40,7 @@ describe("zeptoclaw bench", () => {
     const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
     try {
       const file = join(dir, "r.json");
-      const code = await benchCommand(["--users", "20", "--duration", "1", "--json", file, "--progress", "off"]);
+      const code = await benchCommand(["--users", "20", "--duration", "1", "--settle", "0", "--json", file, "--progress", "off"]);
       expect(code).toBe(0);
       const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
       for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "latency_ms", "overhead_ms", "rss_mb", "per_user_kb", "cpu_s", "users", "duration_s", "rate", "llm_latency_ms", "path"]) {
@@ -76,6 +76,7 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--users", "0"])).toBe(2);
     expect(await benchCommand(["--rate", "fast"])).toBe(2);
     expect(await benchCommand(["--path", "carrier-pigeon"])).toBe(2);
+    expect(await benchCommand(["--settle", "-1"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
@@ -84,5 +85,16 @@ describe("zeptoclaw bench", () => {
     expect(percentile(sorted, 99)).toBe(99);
     expect(percentile(sorted, 100)).toBe(100);
     expect(linearFit([{ x: 0, y: 1 }, { x: 10, y: 21 }, { x: 20, y: 41 }]).slope).toBeCloseTo(2);
+  });
+
+  it("summarizes samples across chunks to the microsecond, as the report prints them", () => {
+    const s = new Samples();
+    // More than one 16,384-sample chunk, pushed in descending order.
+    for (let i = 40_000; i >= 1; i--) s.push(i / 1000 + 0.0004);
+    expect(s.length).toBe(40_000);
+    expect(summarize(s)).toEqual({ p50: 20, p90: 36, p99: 39.6, max: 40 });
+    const small = new Samples();
+    for (const v of [0.0126, -1, 3.5]) small.push(v);
+    expect(Array.from(small.sorted())).toEqual([0, 0.013, 3.5]);
   });
 });
