@@ -116,7 +116,7 @@ export async function startInprocTarget(s: TargetSettings): Promise<BenchTarget>
       // GC still counted up to 120 MB of garbage already collected (10,000 users), and how
       // much depended on timing. Settled means RSS stopped moving: collect, wait, read again.
       await gw.stores.flush();
-      const minMs = s.settleMinMs ?? SETTLE_MIN_MS;
+      const minMs = Number.isFinite(s.settleMinMs) ? (s.settleMinMs as number) : SETTLE_MIN_MS;
       const started = performance.now();
       let previous = Number.POSITIVE_INFINITY;
       let still = 0;
