@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { BusClosedError, BusFullError } from "../errors.js";
 import type { InboundMessage } from "../messages.js";
@@ -40,7 +41,11 @@ export class MemoryBus implements Bus {
   private readonly inFlight = new Set<string>();
   private idle: (() => void) | undefined;
 
-  constructor(private readonly options: MemoryBusOptions) {}
+  constructor(private readonly options: MemoryBusOptions) {
+    // Every message in flight listens on this one signal (up to bus.max_concurrency at once)
+    // and stops listening when it ends: many listeners are expected, not a leak.
+    setMaxListeners(0, this.abort.signal);
+  }
 
   get depth(): number {
     return this.count;

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { join } from "node:path";
 import { Agent as HttpAgent, request } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
@@ -65,6 +66,8 @@ describe("crash recovery", () => {
     const users = Array.from({ length: 100 }, (_, i) => `user${i}`);
     const before = new Map<string, number>();
     const watch1 = new AbortController();
+    // One signal closes all 100 streams: 100 listeners on it are intended.
+    setMaxListeners(0, watch1.signal);
     for (const u of users) watchReplies(first.base, u, before, watch1.signal);
 
     const agent = new HttpAgent({ keepAlive: true, maxSockets: 50 });
@@ -97,6 +100,7 @@ describe("crash recovery", () => {
     expect(recovery?.rerun).toBeGreaterThan(0);
     const after = new Map<string, number>();
     const watch2 = new AbortController();
+    setMaxListeners(0, watch2.signal);
     cleanups.push(() => watch2.abort());
     for (const u of users) watchReplies(second.base, u, after, watch2.signal);
 
