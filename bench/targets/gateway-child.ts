@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import type { FakeOpenAi } from "../../test/support/fake-openai.js";
-import type { TargetSettings } from "./target.js";
+import type { BenchTarget, TargetSettings } from "./target.js";
 
 /** The built, bundled CLI the gateway child runs (what `npm start` runs); `npm run build` makes it. */
 export const BUILT_CLI = join(PACKAGE_ROOT, "dist", "app", "cli.js");
@@ -122,6 +122,20 @@ export async function spawnGateway(env: NodeJS.ProcessEnv, nodeArgs: string[], o
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await exited;
       clearTimeout(timer);
+    },
+  };
+}
+
+/** The readings every child-process target gives the runner: the child's RSS and CPU since now, the fake LLM's latency, and a settle that can only wait. */
+export function childReadings(pid: number, llmLatencyMs: number): Pick<BenchTarget, "llmMs" | "rssBytes" | "cpuSeconds" | "settle"> {
+  const cpuStart = procCpuSeconds(pid);
+  return {
+    llmMs: () => llmLatencyMs,
+    rssBytes: () => procRssBytes(pid),
+    cpuSeconds: () => procCpuSeconds(pid) - cpuStart,
+    async settle() {
+      // The child cannot be asked to collect garbage: give its flush timer and GC a moment.
+      await new Promise((r) => setTimeout(r, 500));
     },
   };
 }

@@ -1,6 +1,6 @@
 import { echoAnswer, type FakeOpenAi, startFakeOpenAi } from "../../test/support/fake-openai.js";
 import { type FakeSentMessage, type FakeTelegram, startFakeTelegram } from "../../test/support/fake-telegram.js";
-import { type GatewayChild, gatewayEnv, procCpuSeconds, procRssBytes, spawnGateway } from "./gateway-child.js";
+import { childReadings, type GatewayChild, gatewayEnv, spawnGateway } from "./gateway-child.js";
 import type { BenchTarget, TargetSettings } from "./target.js";
 
 /**
@@ -135,7 +135,6 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
     throw err;
   }
   const { pid } = gateway;
-  const cpuStart = procCpuSeconds(pid);
   const loadCpuStart = process.cpuUsage();
 
   target = {
@@ -154,13 +153,7 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
       // Updates the gateway never confirms stay pending: the runner counts them as lost.
       return acks.push(updateId, id);
     },
-    llmMs: () => s.llmLatencyMs,
-    rssBytes: () => procRssBytes(pid),
-    cpuSeconds: () => procCpuSeconds(pid) - cpuStart,
-    async settle() {
-      // The child cannot be asked to collect garbage: give its flush timer and GC a moment.
-      await new Promise((r) => setTimeout(r, 500));
-    },
+    ...childReadings(pid, s.llmLatencyMs),
     details() {
       const u = process.cpuUsage(loadCpuStart);
       return {

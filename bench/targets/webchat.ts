@@ -1,6 +1,6 @@
 import { Agent, type IncomingMessage, request } from "node:http";
 import { type FakeOpenAi, startFakeOpenAi } from "../../test/support/fake-openai.js";
-import { type GatewayChild, gatewayEnv, procCpuSeconds, procRssBytes, spawnGateway } from "./gateway-child.js";
+import { childReadings, type GatewayChild, gatewayEnv, spawnGateway } from "./gateway-child.js";
 import type { BenchTarget, DeliveredReply, TargetSettings } from "./target.js";
 
 /** Splits an SSE byte stream into `reply` events. */
@@ -40,7 +40,6 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
   const posts = new Agent({ keepAlive: true, maxSockets: 128 });
   const streams = new Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
   const open = new Set<IncomingMessage>();
-  const cpuStart = procCpuSeconds(pid);
   const loadCpuStart = process.cpuUsage();
 
   const target: BenchTarget = {
@@ -65,13 +64,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
         req.end(body);
       });
     },
-    llmMs: () => s.llmLatencyMs,
-    rssBytes: () => procRssBytes(pid),
-    cpuSeconds: () => procCpuSeconds(pid) - cpuStart,
-    async settle() {
-      // The child cannot be asked to collect garbage: give its flush timer and GC a moment.
-      await new Promise((r) => setTimeout(r, 500));
-    },
+    ...childReadings(pid, s.llmLatencyMs),
     details() {
       const u = process.cpuUsage(loadCpuStart);
       return { gateway_process: "child", gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
