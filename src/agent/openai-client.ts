@@ -73,7 +73,7 @@ function toLlmError(OpenAI: OpenAIModule, err: unknown, timedOut: boolean): LlmE
  * requests-per-minute limiter, streamed, and retried on 429, 5xx, timeouts and broken streams
  * with exponential backoff and jitter, honouring Retry-After. The SDK's own retries are off
  * so that one loop owns the policy. The SDK's requests go through our node:http `fetch`
- * (keep-alive pool of `maxConcurrency` sockets), which costs 40 % less CPU per call than
+ * (keep-alive pool of `maxConcurrency` sockets), which costs about half the CPU per call of
  * Node's built-in one (`node dist/bench/sdk-cost.js`).
  */
 export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
