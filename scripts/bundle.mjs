@@ -15,7 +15,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 
 // Pure-JS packages on the start-up path, small once bundled. Everything else stays external.
 const BUNDLED = new Set([
-  "zod", "smol-toml", "p-limit", "yocto-queue", "keyv", "@keyv/serialize", "@keyv/sqlite",
+  "zod", "smol-toml", "p-limit", "yocto-queue", "keyv", "@keyv/serialize",
   "pino", "@pinojs/redact", "atomic-sleep", "on-exit-leak-free", "pino-std-serializers", "process-warning",
   "quick-format-unescaped", "safe-stable-stringify", "sonic-boom",
 ]);

@@ -5,7 +5,7 @@ import { MessageJournal } from "./journal.js";
 import { PairingStore } from "./pairing.js";
 import type { CompactHistory } from "./compact-history.js";
 import { reviveSession, SessionStore } from "./session-store.js";
-import { BatchedSqliteStore } from "./sqlite-store.js";
+import { SqliteKvStore } from "./sqlite-store.js";
 import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
 import { startWalCheckpointer } from "./wal-checkpointer.js";
 import { WriteBehindMap } from "./write-behind.js";
@@ -55,21 +55,23 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
-  // Two files, one connection each. Two connections on one file fight over its write lock
-  // (SQLITE_BUSY, busy-wait sleeps); one connection for everything queues each journal
-  // commit, which a message's acknowledgement waits on, behind a whole session flush. So
-  // sessions and counters live in the configured file and the journal in one beside it.
-  let db: BatchedSqliteStore;
+  // Two files, one connection each: sessions and counters in the configured file, the journal
+  // in one beside it. A session flush writes megabytes a second and the journal small rows
+  // that acknowledgements wait on; apart, each file's WAL and checkpoints stay its own, and
+  // files from earlier versions (written through @keyv/sqlite, same table) open unchanged.
+  let sdb: SyncSqlite | undefined;
+  let db: SqliteKvStore;
   let jdb: SyncSqlite;
   let journal: MessageJournal;
   let pairing: PairingStore;
   try {
-    db = new BatchedSqliteStore(cfg.store, { table: "kv" });
-    await db.open();
+    sdb = openSyncSqlite(cfg.store);
+    db = new SqliteKvStore(sdb.db, "kv");
     jdb = openSyncSqlite(journalUri(cfg.store));
     journal = MessageJournal.open(jdb.db, logger.child({ component: "journal" }));
     pairing = await PairingStore.open(jdb, { ttlMs: HOUR, maxPending: 20 });
   } catch (err) {
+    sdb?.close();
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
@@ -92,15 +94,24 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   const sweep = async (): Promise<void> => {
     try {
       const now = Date.now();
-      await db.sweepExpired(now);
+      db.sweepExpired(now);
       // Outcomes stay readable by id for a day at least.
       await journal.sweep(now - Math.max(ttlMs, 24 * HOUR));
     } catch (err) {
       log.warn({ err }, "sweeping expired rows failed");
     }
   };
+  const sessionsDb = sdb;
   const stopCheckpoints =
-    cfg.store === "sqlite://:memory:" ? async () => undefined : startWalCheckpointer(jdb.db, journalUri(cfg.store).slice("sqlite://".length), log);
+    cfg.store === "sqlite://:memory:"
+      ? async () => undefined
+      : startWalCheckpointer(
+          [
+            { db: jdb.db, path: journalUri(cfg.store).slice("sqlite://".length) },
+            { db: sessionsDb.db, path: cfg.store.slice("sqlite://".length) },
+          ],
+          log,
+        );
   const sweeper = setInterval(() => void sweep(), HOUR);
   sweeper.unref();
   void sweep();
@@ -114,7 +125,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     },
     async healthy() {
       try {
-        await db.query("SELECT 1");
+        await sessionsDb.query("SELECT 1");
         await jdb.query("SELECT 1");
         return true;
       } catch {
@@ -128,7 +139,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
         jdb.close();
-        await db.disconnect().catch(() => undefined);
+        sessionsDb.close();
       }
     },
   };

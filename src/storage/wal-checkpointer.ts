@@ -8,60 +8,69 @@ import type { Logger } from "pino";
 const WORKER = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.module);
-const db = new Database(workerData.path, { timeout: 5000 });
-parentPort.on("message", () => {
+const dbs = workerData.paths.map((path) => new Database(path, { timeout: 5000 }));
+parentPort.on("message", (i) => {
   try {
-    db.pragma("wal_checkpoint(PASSIVE)");
-    parentPort.postMessage(null);
+    dbs[i].pragma("wal_checkpoint(PASSIVE)");
+    parentPort.postMessage({ i, err: null });
   } catch (err) {
-    parentPort.postMessage(String((err && err.message) || err));
+    parentPort.postMessage({ i, err: String((err && err.message) || err) });
   }
 });
 `;
 
+/** A database to checkpoint: the main thread's connection and the file's path. */
+export interface WalTarget {
+  db: Database.Database;
+  path: string;
+}
+
 /**
- * Checkpoints a WAL database off the main thread. SQLite's automatic checkpoint runs inside
+ * Checkpoints WAL databases off the main thread, one worker for all of them. SQLite's automatic checkpoint runs inside
  * a commit and copied ~4 MB on the committing (main) thread a few times a second: the whole
  * p99 tail of the journal. Here a worker copies the committed pages (PASSIVE: the writer is
  * not blocked), then the writer's own connection copies the few pages added meanwhile, which
  * lets its next commit restart the WAL from the beginning, so the file stays bounded.
  */
-export function startWalCheckpointer(db: Database.Database, path: string, logger: Logger, intervalMs = 1_000): () => Promise<void> {
-  db.pragma("wal_autocheckpoint = 0");
-  let busy = false;
+export function startWalCheckpointer(targets: readonly WalTarget[], logger: Logger, intervalMs = 1_000): () => Promise<void> {
+  for (const t of targets) t.db.pragma("wal_autocheckpoint = 0");
+  /** Checkpoints asked of the worker and not answered yet. */
+  let busy = 0;
   let worker: Worker | undefined;
   // Started on the first tick, not at open: a thread takes milliseconds to start, and the
   // gateway should answer /readyz first.
   const startWorker = (): Worker => {
     const w = new Worker(WORKER, {
       eval: true,
-      workerData: { path, module: createRequire(import.meta.url).resolve("better-sqlite3") },
+      workerData: { paths: targets.map((t) => t.path), module: createRequire(import.meta.url).resolve("better-sqlite3") },
     });
     w.unref();
-    w.on("message", (err: string | null) => {
-      busy = false;
+    w.on("message", ({ i, err }: { i: number; err: string | null }) => {
+      busy--;
+      const target = targets[i] as WalTarget;
       if (err) {
-        logger.warn({ err }, "journal checkpoint failed");
+        logger.warn({ err, file: target.path }, "WAL checkpoint failed");
         return;
       }
       try {
-        if (db.open) db.pragma("wal_checkpoint(PASSIVE)");
+        if (target.db.open) target.db.pragma("wal_checkpoint(PASSIVE)");
       } catch (e) {
-        logger.warn({ err: e }, "journal checkpoint failed");
+        logger.warn({ err: e, file: target.path }, "WAL checkpoint failed");
       }
     });
-    w.on("error", (err) => logger.error({ err }, "journal checkpoint worker failed"));
+    w.on("error", (err) => logger.error({ err }, "WAL checkpoint worker failed"));
     // A worker that died is started again on the next tick, so checkpoints never stop for good.
     w.on("exit", () => {
       if (worker === w) worker = undefined;
-      busy = false;
+      busy = 0;
     });
     return w;
   };
   const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    (worker ??= startWorker()).postMessage(0);
+    if (busy > 0 || targets.length === 0) return;
+    busy = targets.length;
+    const w = (worker ??= startWorker());
+    for (let i = 0; i < targets.length; i++) w.postMessage(i);
   }, intervalMs);
   timer.unref();
   return async () => {

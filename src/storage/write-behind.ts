@@ -2,7 +2,12 @@ import type Keyv from "keyv";
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
 
-const FLUSH_SLICE = 50;
+/** How long one slice of a flush may hold the event loop, and the bounds on its size. */
+const SLICE_BUDGET_MS = 0.25;
+const SLICE_MIN = 1;
+const SLICE_MAX = 256;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Entry<T> {
   value: T | undefined;
@@ -41,6 +46,8 @@ export class WriteBehindMap<T> {
   private flushing: Promise<void> | undefined;
   private failures = 0;
   private closed = false;
+  /** Entries per flush slice, adapted so that a slice takes about SLICE_BUDGET_MS. */
+  private sliceSize = 16;
 
   constructor(
     private readonly keyv: Keyv,
@@ -175,9 +182,17 @@ export class WriteBehindMap<T> {
       else sets.push({ key, value: entry.value, ttl: Math.max(1, entry.expiresAt - now) });
     }
     try {
-      // Small slices: each is serialized in one go on this thread, so a big flush never holds
-      // the event loop for more than a fraction of a millisecond between slices.
-      for (let i = 0; i < sets.length; i += FLUSH_SLICE) await this.keyv.setMany(sets.slice(i, i + FLUSH_SLICE));
+      // Slices sized to about SLICE_BUDGET_MS each (serializing and committing them runs on this
+      // thread), with a turn of the event loop between them: a message that arrives during a
+      // flush of 1,000 sessions waits for one slice, not for the whole flush.
+      for (let i = 0; i < sets.length; ) {
+        if (i > 0) await nextTurn();
+        const slice = sets.slice(i, i + this.sliceSize);
+        const started = performance.now();
+        await this.keyv.setMany(slice);
+        this.adaptSlice(slice.length, performance.now() - started);
+        i += slice.length;
+      }
       if (deletes.length > 0) await this.keyv.deleteMany(deletes);
       this.failures = 0;
     } catch (err) {
@@ -196,6 +211,13 @@ export class WriteBehindMap<T> {
     }
     if (this.dirty.size > 0) this.schedule();
     this.evict();
+  }
+
+  private adaptSlice(n: number, ms: number): void {
+    if (n < this.sliceSize && ms < SLICE_BUDGET_MS) return; // a short tail says little
+    const ideal = (n * SLICE_BUDGET_MS) / Math.max(ms, 0.001);
+    // Halfway towards the ideal size: one slow slice (a GC, a disk hiccup) does not swing it.
+    this.sliceSize = Math.min(SLICE_MAX, Math.max(SLICE_MIN, Math.round((this.sliceSize + ideal) / 2)));
   }
 
   /** Flushes what is pending and stops the timer. */

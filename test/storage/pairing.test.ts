@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { PairingStore } from "../../src/storage/pairing.js";
-import { BatchedSqliteStore } from "../../src/storage/sqlite-store.js";
+import { openSyncSqlite } from "../../src/storage/sync-sqlite.js";
 import { tempDir } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
@@ -12,9 +12,8 @@ afterEach(async () => {
 async function store(maxPending = 3) {
   const dir = tempDir();
   cleanups.push(dir.cleanup);
-  const db = new BatchedSqliteStore(`sqlite://${join(dir.dir, "p.sqlite")}`, { table: "kv" });
-  await db.open();
-  cleanups.push(() => db.disconnect());
+  const db = openSyncSqlite(`sqlite://${join(dir.dir, "p.sqlite")}`);
+  cleanups.push(() => db.close());
   return PairingStore.open(db, { ttlMs: 60_000, maxPending });
 }
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import sqlite3 from "sqlite3";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { StorageError } from "../../src/errors.js";
 import { openStores, type Stores } from "../../src/storage/open-stores.js";
@@ -38,11 +38,13 @@ function turns(n: number): ChatMessage[] {
 }
 
 /** Runs SQL on the file through a separate connection, as another process would. */
-function exec(file: string, sql: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file);
-    db.exec(sql, (err) => db.close(() => (err ? reject(err) : resolve())));
-  });
+async function exec(file: string, sql: string): Promise<void> {
+  const db = new Database(file, { timeout: 5_000 });
+  try {
+    db.exec(sql);
+  } finally {
+    db.close();
+  }
 }
 
 describe("pruneHistory", () => {
@@ -142,5 +144,44 @@ describe("SessionStore on SQLite", () => {
     expect(await again.s.sessions.load("webchat:u4999")).toHaveLength(2);
     expect(await again.s.sessions.load("webchat:u0")).toHaveLength(2);
     expect(again.s.sessions.hot).toBeLessThanOrEqual(100);
+  });
+
+  it("flushes a big batch in slices, letting the event loop run between them", async () => {
+    const dir = tempDir();
+    const first = await stores({ cache_size: 5000, flush_interval_ms: 60_000 }, { dir: dir.dir, cleanup: () => undefined });
+    for (let i = 0; i < 3000; i++) first.s.sessions.save(`webchat:u${i}`, turns(3));
+    // Turns of the event loop that happen while the flush runs: with one slice (or slices
+    // chained through promises only) a whole flush of 3,000 sessions is a single turn.
+    let turnsDuring = 0;
+    let flushing = true;
+    const spin = (): void => {
+      if (!flushing) return;
+      turnsDuring++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    await first.s.flush();
+    flushing = false;
+    expect(turnsDuring).toBeGreaterThan(3);
+    await first.s.close();
+    const again = await stores({ cache_size: 5000 }, dir);
+    expect((await again.s.sessions.load("webchat:u0")).map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1", "q2", "a2"]);
+    expect(await again.s.sessions.load("webchat:u2999")).toHaveLength(6);
+  });
+
+  it("reads session files written by @keyv/sqlite (same table and row format)", async () => {
+    const dir = tempDir();
+    const file = join(dir.dir, "s.sqlite");
+    // The layout @keyv/sqlite 4 creates, with a row as Keyv 5 serializes it.
+    await exec(
+      file,
+      `CREATE TABLE kv(key VARCHAR(255) PRIMARY KEY, value TEXT );
+       INSERT INTO kv VALUES ('s:webchat:alice', '{"value":{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]},"expires":${Date.now() + 3_600_000}}');`,
+    );
+    const { s } = await stores({}, dir);
+    expect(await s.sessions.load("webchat:alice")).toEqual([
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "hello" },
+    ]);
   });
 });
