@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
+import { nextTurn, SliceSizer, SWEEP_BUDGET_MS } from "./slices.js";
 import type { InboundMessage } from "../messages.js";
 import type Database from "better-sqlite3";
 import type { Statement } from "better-sqlite3";
@@ -175,9 +176,32 @@ export class MessageJournal {
     return out;
   }
 
-  /** Deletes delivered rows older than `before` (epoch ms). */
-  async sweep(before: number): Promise<void> {
-    this.db.prepare(`DELETE FROM journal WHERE state = ${DELIVERED} AND updated_at < ?`).run(before);
+  /**
+   * Deletes delivered rows last changed before `before` (epoch ms), oldest first, a range of
+   * rows at a time with a turn of the event loop between ranges: at a busy hour's end one
+   * DELETE would remove millions of rows while every acknowledgement waited. Rows are in
+   * acceptance order, so the sweep stops at the first range whose last row is recent; a row
+   * delivered late is left for a later sweep. Returns the rows deleted.
+   */
+  async sweep(before: number, stopped: () => boolean = () => false): Promise<number> {
+    const edgeStmt = this.db.prepare("SELECT max(seq) AS edge FROM (SELECT seq FROM journal WHERE seq > ? ORDER BY seq LIMIT ?)");
+    const lastStmt = this.db.prepare("SELECT updated_at FROM journal WHERE seq = ?");
+    const deleteStmt = this.db.prepare(`DELETE FROM journal WHERE seq > ? AND seq <= ? AND state = ${DELIVERED} AND updated_at < ?`);
+    const slices = new SliceSizer(SWEEP_BUDGET_MS, 16, 20_000, 500);
+    let after = 0;
+    let deleted = 0;
+    while (!stopped() && this.db.open) {
+      const started = performance.now();
+      const { edge } = edgeStmt.get(after, slices.size) as { edge: number | null };
+      if (edge === null) break;
+      deleted += deleteStmt.run(after, edge, before).changes;
+      slices.record(slices.size, performance.now() - started);
+      const last = lastStmt.get(edge) as { updated_at: number } | undefined;
+      if (last && last.updated_at >= before) break;
+      after = edge;
+      await nextTurn();
+    }
+    return deleted;
   }
 
   /** Waits for every queued write to commit. */

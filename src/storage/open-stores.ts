@@ -91,15 +91,20 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     ttlMs: 48 * HOUR,
     logger: log,
   });
+  let closing = false;
+  let sweeping: Promise<void> | undefined;
   const sweep = async (): Promise<void> => {
     try {
       const now = Date.now();
-      db.sweepExpired(now);
+      await db.sweepExpired(now, () => closing);
       // Outcomes stay readable by id for a day at least.
-      await journal.sweep(now - Math.max(ttlMs, 24 * HOUR));
+      await journal.sweep(now - Math.max(ttlMs, 24 * HOUR), () => closing);
     } catch (err) {
       log.warn({ err }, "sweeping expired rows failed");
     }
+  };
+  const startSweep = (): void => {
+    if (!sweeping) sweeping = sweep().finally(() => (sweeping = undefined));
   };
   const sessionsDb = sdb;
   const stopCheckpoints =
@@ -112,9 +117,12 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
           ],
           log,
         );
-  const sweeper = setInterval(() => void sweep(), HOUR);
+  // The first sweep a minute after start, not during it: a gateway restarted at a busy
+  // moment answers first. Then hourly; sweeps never overlap.
+  const firstSweep = setTimeout(startSweep, 60_000);
+  firstSweep.unref();
+  const sweeper = setInterval(startSweep, HOUR);
   sweeper.unref();
-  void sweep();
   return {
     sessions: new SessionStore(sessionMap, cfg.max_session_messages),
     journal,
@@ -133,7 +141,10 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
       }
     },
     async close() {
+      closing = true;
+      clearTimeout(firstSweep);
       clearInterval(sweeper);
+      await sweeping;
       await stopCheckpoints();
       try {
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);

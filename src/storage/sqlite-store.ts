@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import type { Statement } from "better-sqlite3";
+import { nextTurn, SliceSizer, SWEEP_BUDGET_MS } from "./slices.js";
 
 /** A row as Keyv hands it to a store: the key already namespaced, the value serialized. */
 export interface SerializedEntry {
@@ -89,14 +90,32 @@ export class SqliteKvStore extends EventEmitter {
     this.db.prepare(`DELETE FROM ${this.opts.table} WHERE key LIKE ? ESCAPE '\\'`).run(`${prefix}%`);
   }
 
-  /** Deletes rows whose Keyv expiry has passed; runs rarely. */
-  sweepExpired(now: number): void {
+  /**
+   * Deletes rows whose Keyv expiry has passed, a range of rows at a time with a turn of the
+   * event loop between ranges: one DELETE over every session parses each row's JSON and
+   * held the (synchronous) connection, and so the gateway, for as long as that takes.
+   * Stops early when `stopped()` says so (the store is closing). Returns the rows deleted.
+   */
+  async sweepExpired(now: number, stopped: () => boolean = () => false): Promise<number> {
     const table = this.opts.table;
-    this.db
-      .prepare(
-        `DELETE FROM ${table} WHERE json_valid(value) AND json_extract(value, '$.expires') IS NOT NULL AND json_extract(value, '$.expires') < ?`,
-      )
-      .run(now);
+    const edgeStmt = this.db.prepare(`SELECT max(rowid) AS edge FROM (SELECT rowid FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ?)`);
+    const deleteStmt = this.db.prepare(
+      `DELETE FROM ${table} WHERE rowid > ? AND rowid <= ? AND json_valid(value)
+         AND json_extract(value, '$.expires') IS NOT NULL AND json_extract(value, '$.expires') < ?`,
+    );
+    const slices = new SliceSizer(SWEEP_BUDGET_MS, 8, 5_000, 100);
+    let after = 0;
+    let deleted = 0;
+    while (!stopped() && this.db.open) {
+      const started = performance.now();
+      const { edge } = edgeStmt.get(after, slices.size) as { edge: number | null };
+      if (edge === null) break;
+      deleted += deleteStmt.run(after, edge, now).changes;
+      slices.record(slices.size, performance.now() - started);
+      after = edge;
+      await nextTurn();
+    }
+    return deleted;
   }
 
   /** The connection belongs to whoever opened it; Keyv's disconnect does not close it. */

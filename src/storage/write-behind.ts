@@ -1,13 +1,10 @@
 import type Keyv from "keyv";
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
+import { nextTurn, SliceSizer } from "./slices.js";
 
-/** How long one slice of a flush may hold the event loop, and the bounds on its size. */
+/** How long one slice of a flush may hold the event loop. */
 const SLICE_BUDGET_MS = 0.25;
-const SLICE_MIN = 1;
-const SLICE_MAX = 256;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Entry<T> {
   value: T | undefined;
@@ -47,7 +44,7 @@ export class WriteBehindMap<T> {
   private failures = 0;
   private closed = false;
   /** Entries per flush slice, adapted so that a slice takes about SLICE_BUDGET_MS. */
-  private sliceSize = 16;
+  private readonly slices = new SliceSizer(SLICE_BUDGET_MS, 1, 256, 16);
 
   constructor(
     private readonly keyv: Keyv,
@@ -187,10 +184,10 @@ export class WriteBehindMap<T> {
       // flush of 1,000 sessions waits for one slice, not for the whole flush.
       for (let i = 0; i < sets.length; ) {
         if (i > 0) await nextTurn();
-        const slice = sets.slice(i, i + this.sliceSize);
+        const slice = sets.slice(i, i + this.slices.size);
         const started = performance.now();
         await this.keyv.setMany(slice);
-        this.adaptSlice(slice.length, performance.now() - started);
+        this.slices.record(slice.length, performance.now() - started);
         i += slice.length;
       }
       if (deletes.length > 0) await this.keyv.deleteMany(deletes);
@@ -211,13 +208,6 @@ export class WriteBehindMap<T> {
     }
     if (this.dirty.size > 0) this.schedule();
     this.evict();
-  }
-
-  private adaptSlice(n: number, ms: number): void {
-    if (n < this.sliceSize && ms < SLICE_BUDGET_MS) return; // a short tail says little
-    const ideal = (n * SLICE_BUDGET_MS) / Math.max(ms, 0.001);
-    // Halfway towards the ideal size: one slow slice (a GC, a disk hiccup) does not swing it.
-    this.sliceSize = Math.min(SLICE_MAX, Math.max(SLICE_MIN, Math.round((this.sliceSize + ideal) / 2)));
   }
 
   /** Flushes what is pending and stops the timer. */
