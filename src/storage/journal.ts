@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { StorageError } from "../errors.js";
-import { nextTurn, SliceSizer, SWEEP_BUDGET_MS } from "./slices.js";
+import { SliceSizer, SWEEP_BUDGET_MS, sweepInRanges } from "./slices.js";
 import type { InboundMessage } from "../messages.js";
 import type Database from "better-sqlite3";
 import type { Statement } from "better-sqlite3";
@@ -187,21 +187,17 @@ export class MessageJournal {
     const edgeStmt = this.db.prepare("SELECT max(seq) AS edge FROM (SELECT seq FROM journal WHERE seq > ? ORDER BY seq LIMIT ?)");
     const lastStmt = this.db.prepare("SELECT updated_at FROM journal WHERE seq = ?");
     const deleteStmt = this.db.prepare(`DELETE FROM journal WHERE seq > ? AND seq <= ? AND state = ${DELIVERED} AND updated_at < ?`);
-    const slices = new SliceSizer(SWEEP_BUDGET_MS, 16, 20_000, 500);
-    let after = 0;
-    let deleted = 0;
-    while (!stopped() && this.db.open) {
-      const started = performance.now();
-      const { edge } = edgeStmt.get(after, slices.size) as { edge: number | null };
-      if (edge === null) break;
-      deleted += deleteStmt.run(after, edge, before).changes;
-      slices.record(slices.size, performance.now() - started);
-      const last = lastStmt.get(edge) as { updated_at: number } | undefined;
-      if (last && last.updated_at >= before) break;
-      after = edge;
-      await nextTurn();
-    }
-    return deleted;
+    return sweepInRanges(
+      (after, size) => {
+        const { edge } = edgeStmt.get(after, size) as { edge: number | null };
+        if (edge === null) return undefined;
+        const deleted = deleteStmt.run(after, edge, before).changes;
+        const last = lastStmt.get(edge) as { updated_at: number } | undefined;
+        return { edge, deleted, last: last !== undefined && last.updated_at >= before };
+      },
+      new SliceSizer(SWEEP_BUDGET_MS, 16, 20_000, 500),
+      () => stopped() || !this.db.open,
+    );
   }
 
   /** Waits for every queued write to commit. */

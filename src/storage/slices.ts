@@ -33,3 +33,36 @@ export class SliceSizer {
     this.n = Math.min(this.max, Math.max(this.min, Math.round((this.n + ideal) / 2)));
   }
 }
+
+/** What one range of a sweep did: its last row, the rows it deleted, whether to stop there. */
+export interface SweptRange {
+  edge: number;
+  deleted: number;
+  last?: boolean;
+}
+
+/**
+ * Sweeps a table a range of rows at a time, in row order from the start: `step(after, size)`
+ * handles up to `size` rows after row `after` and returns undefined when none are left. A
+ * turn of the event loop separates ranges; `stopped()` ends the walk early. Returns the rows
+ * deleted.
+ */
+export async function sweepInRanges(
+  step: (after: number, size: number) => SweptRange | undefined,
+  slices: SliceSizer,
+  stopped: () => boolean,
+): Promise<number> {
+  let after = 0;
+  let deleted = 0;
+  while (!stopped()) {
+    const started = performance.now();
+    const range = step(after, slices.size);
+    if (!range) break;
+    deleted += range.deleted;
+    slices.record(slices.size, performance.now() - started);
+    if (range.last) break;
+    after = range.edge;
+    await nextTurn();
+  }
+  return deleted;
+}

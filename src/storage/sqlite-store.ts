@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import type { Statement } from "better-sqlite3";
-import { nextTurn, SliceSizer, SWEEP_BUDGET_MS } from "./slices.js";
+import { SliceSizer, SWEEP_BUDGET_MS, sweepInRanges } from "./slices.js";
 
 /** A row as Keyv hands it to a store: the key already namespaced, the value serialized. */
 export interface SerializedEntry {
@@ -103,19 +103,14 @@ export class SqliteKvStore extends EventEmitter {
       `DELETE FROM ${table} WHERE rowid > ? AND rowid <= ? AND json_valid(value)
          AND json_extract(value, '$.expires') IS NOT NULL AND json_extract(value, '$.expires') < ?`,
     );
-    const slices = new SliceSizer(SWEEP_BUDGET_MS, 8, 5_000, 100);
-    let after = 0;
-    let deleted = 0;
-    while (!stopped() && this.db.open) {
-      const started = performance.now();
-      const { edge } = edgeStmt.get(after, slices.size) as { edge: number | null };
-      if (edge === null) break;
-      deleted += deleteStmt.run(after, edge, now).changes;
-      slices.record(slices.size, performance.now() - started);
-      after = edge;
-      await nextTurn();
-    }
-    return deleted;
+    return sweepInRanges(
+      (after, size) => {
+        const { edge } = edgeStmt.get(after, size) as { edge: number | null };
+        return edge === null ? undefined : { edge, deleted: deleteStmt.run(after, edge, now).changes };
+      },
+      new SliceSizer(SWEEP_BUDGET_MS, 8, 5_000, 100),
+      () => stopped() || !this.db.open,
+    );
   }
 
   /** The connection belongs to whoever opened it; Keyv's disconnect does not close it. */

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { StorageError } from "../../src/errors.js";
 import { openStores, type Stores } from "../../src/storage/open-stores.js";
 import { type ChatMessage, pruneHistory } from "../../src/storage/session-store.js";
-import { captureLogger, tempDir } from "../support/harness.js";
+import { captureLogger, tempDir, turnsDuring } from "../support/harness.js";
 
 const open: { stores: Stores; cleanup: () => void }[] = [];
 afterEach(async () => {
@@ -150,19 +150,10 @@ describe("SessionStore on SQLite", () => {
     const dir = tempDir();
     const first = await stores({ cache_size: 5000, flush_interval_ms: 60_000 }, { dir: dir.dir, cleanup: () => undefined });
     for (let i = 0; i < 3000; i++) first.s.sessions.save(`webchat:u${i}`, turns(3));
-    // Turns of the event loop that happen while the flush runs: with one slice (or slices
-    // chained through promises only) a whole flush of 3,000 sessions is a single turn.
-    let turnsDuring = 0;
-    let flushing = true;
-    const spin = (): void => {
-      if (!flushing) return;
-      turnsDuring++;
-      setImmediate(spin);
-    };
-    setImmediate(spin);
-    await first.s.flush();
-    flushing = false;
-    expect(turnsDuring).toBeGreaterThan(3);
+    // With one slice (or slices chained through promises only) a flush of 3,000 sessions
+    // is a single turn of the event loop.
+    const loopTurns = await turnsDuring(() => first.s.flush());
+    expect(loopTurns).toBeGreaterThan(3);
     await first.s.close();
     const again = await stores({ cache_size: 5000 }, dir);
     expect((await again.s.sessions.load("webchat:u0")).map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1", "q2", "a2"]);

@@ -4,7 +4,7 @@ import type { InboundMessage } from "../../src/messages.js";
 import { MessageJournal } from "../../src/storage/journal.js";
 import { SqliteKvStore } from "../../src/storage/sqlite-store.js";
 import { openSyncSqlite, type SyncSqlite } from "../../src/storage/sync-sqlite.js";
-import { captureLogger, tempDir } from "../support/harness.js";
+import { captureLogger, tempDir, turnsDuring } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -31,21 +31,6 @@ function inbound(id: string): InboundMessage {
     attachments: [],
     receivedAt: 0,
   };
-}
-
-/** Counts turns of the event loop while `work` runs: slices that yield show up here. */
-async function turnsDuring(work: () => Promise<unknown>): Promise<number> {
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
-  await work();
-  running = false;
-  return turns;
 }
 
 describe("journal sweep", () => {

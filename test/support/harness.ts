@@ -93,3 +93,18 @@ export async function startTestGateway(
     },
   };
 }
+
+/** Counts turns of the event loop while `work` runs: work done in slices that yield shows up here. */
+export async function turnsDuring(work: () => Promise<unknown>): Promise<number> {
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    if (!running) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  await work();
+  running = false;
+  return turns;
+}
