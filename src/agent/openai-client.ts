@@ -151,6 +151,9 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
         }
         if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
       }
+      // The SDK's stream ends without an error when its signal aborts: without this, a
+      // timeout or an abort mid-stream would pass for a complete, truncated answer.
+      if (signal.aborted) throw signal.reason;
       const toolCalls: NonNullable<ChatMessage["tool_calls"]> = calls
         .filter((c) => c && c.name)
         .map((c, i) => ({ id: c.id || `call_${i}`, type: "function", function: { name: c.name, arguments: c.args } }));

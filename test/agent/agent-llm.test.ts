@@ -41,6 +41,19 @@ describe("agent and LLM client", () => {
     expect(r).toMatchObject({ status: "done", reply: "echo: hello?" });
   });
 
+  it("never passes a reply cut off by the timeout for a whole one", async () => {
+    // The SDK's stream ends without an error when its signal aborts: a reply still streaming
+    // at the attempt's timeout must fail (and be retried), not be stored half-written.
+    t = await startTestGateway({
+      env: { ZEPTOCLAW_LLM_TIMEOUT_MS: "300", ZEPTOCLAW_LLM_MAX_RETRIES: "0" },
+      llm: { chunkSize: 1, chunkDelayMs: 40 },
+    });
+    const r = await ask("alice", "a reply that streams slowly");
+    expect(r.status).toBe("error");
+    expect(r.reply).toBeUndefined();
+    expect(capturedLogs.join("\n")).toContain("E_LLM_TIMEOUT");
+  });
+
   it("gives a clear error reply, logged with the message id, when retries are spent", async () => {
     t = await startTestGateway({ env: { ZEPTOCLAW_LLM_MAX_RETRIES: "1" } });
     t.llm.faults.push({ status: 500 }, { status: 500 }, { status: 500 });
