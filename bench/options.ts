@@ -14,6 +14,8 @@ export interface BenchOptions {
   memoryProfile: boolean;
   /** Least seconds of idle collection before each memory reading (inproc). */
   settleS: number;
+  /** Seconds of the same load before the measured run, answered but left out of the figures. */
+  warmupS: number;
   sweep: number[] | undefined;
   json: string | undefined;
   chart: string | undefined;
@@ -50,6 +52,10 @@ Options:
   --settle S           inproc: collect garbage for at least S seconds, until RSS stops
                        moving, before each memory reading (default 8: V8 shrinks its
                        young generation only after 5 s of low allocation)
+  --warmup S           first run the same load for S seconds (default 0): its messages
+                       must be answered (they count in sent, answered and lost) but stay
+                       out of throughput, latency and CPU, which then show the steady
+                       state, not a cold process (JIT, connection pools)
   --sweep A,B,C        one fresh run per user count; prints users -> RAM -> msg/s,
                        fits memory per user and draws an SVG chart
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
@@ -82,6 +88,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         path: { type: "string" },
         "memory-profile": { type: "boolean" },
         settle: { type: "string" },
+        warmup: { type: "string" },
         sweep: { type: "string" },
         json: { type: "string" },
         chart: { type: "string" },
@@ -116,6 +123,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     path,
     memoryProfile: v["memory-profile"] === true,
     settleS: positive("settle", v.settle ?? "8", false, true),
+    warmupS: positive("warmup", v.warmup ?? "0", false, true),
     sweep,
     json: v.json,
     chart: v.chart,

@@ -33,6 +33,8 @@ export function formatReport(r: BenchReport): string {
     const odd = d.unexpected_replies as string[] | undefined;
     if (odd) lines.push(`  odd replies   ${odd.map((t) => JSON.stringify(t)).join(", ")}`);
   }
+  const warm = d.warmup as { seconds: number; sent: number; answered: number } | undefined;
+  if (warm) lines.push(`  warm-up       ${warm.seconds} s before the measured run: ${warm.sent} sent, ${warm.answered} answered (in the totals above; not in throughput, latency or cpu)`);
   const lag = d.send_lag_ms as { p50: number; p99: number } | undefined;
   if (lag) lines.push(`  send lag      p50 ${fmt(lag.p50)} ms  p99 ${fmt(lag.p99)} ms  (open-loop schedule vs actual send)`);
   const ramp = d.memory_ramp as { users: number; rss_mb: number; heap_mb?: number }[] | undefined;

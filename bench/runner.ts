@@ -31,7 +31,7 @@ export interface BenchReport {
 
 /** What the progress display is told, a few times a second. */
 export interface ProgressTick {
-  phase: "ramp" | "load" | "drain";
+  phase: "ramp" | "warmup" | "load" | "drain";
   elapsedS: number;
   durationS: number;
   sent: number;
@@ -208,44 +208,67 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     details.memory_ramp_lost = ledger.sent - ledger.answered;
   }
 
+  /** Offers the load for `durationS` seconds; returns when the last message was sent. */
+  const offer = async (durationS: number): Promise<{ started: number; stoppedAt: number }> => {
+    const started = performance.now();
+    const stopAt = started + durationS * 1000;
+    running = true;
+    if (o.rate === "max") {
+      for (let u = 0; u < o.users; u++) ledger.send(u);
+      await new Promise((r) => setTimeout(r, durationS * 1000));
+    } else {
+      // Open loop: message i belongs to user i mod N and is due at i / (N * R) seconds, so sends are spread evenly.
+      const intervalMs = 1000 / (o.users * (o.rate as number));
+      let i = 0;
+      await new Promise<void>((resolve) => {
+        const tick = (): void => {
+          const now = performance.now();
+          const limit = Math.min(now, stopAt);
+          while (started + i * intervalMs <= limit) {
+            ledger.send(i % o.users, started + i * intervalMs);
+            i++;
+          }
+          if (now >= stopAt) resolve();
+          else setTimeout(tick, Math.max(1, Math.min(50, started + i * intervalMs - performance.now())));
+        };
+        tick();
+      });
+    }
+    running = false;
+    return { started, stoppedAt: performance.now() };
+  };
+
+  let warm = { sent: 0, answered: 0, duplicated: 0 };
+  if (o.warmupS > 0) {
+    // The same load on a cold process first: what it sends must be answered (it counts in
+    // the totals), but its latencies are the JIT's and the pools', not the steady state's.
+    ledger = new Ledger(target, onAnswered);
+    const t0 = performance.now();
+    const progress = setInterval(() => {
+      deps.onProgress?.({ phase: "warmup", elapsedS: (performance.now() - t0) / 1000, durationS: o.warmupS, sent: ledger.sent, answered: ledger.answered, rssMb: target.rssBytes() / MB });
+    }, 100);
+    await offer(o.warmupS);
+    await ledger.drained(drainMs);
+    ledger.finish();
+    clearInterval(progress);
+    warm = { sent: ledger.sent, answered: ledger.answered, duplicated: ledger.duplicated };
+    details.warmup = { seconds: o.warmupS, ...warm };
+  }
+
   ledger = new Ledger(target, onAnswered);
   await target.settle();
   const rssStart = target.rssBytes();
   const cpuStart = target.cpuSeconds();
   let rssPeak = rssStart;
-  const started = performance.now();
-  const stopAt = started + o.durationS * 1000;
+  const loadStarted = performance.now();
   let phase: ProgressTick["phase"] = "load";
   const sampler = setInterval(() => {
     const rss = target.rssBytes();
     if (rss > rssPeak) rssPeak = rss;
-    deps.onProgress?.({ phase, elapsedS: (performance.now() - started) / 1000, durationS: o.durationS, sent: ledger.sent, answered: ledger.answered, rssMb: rss / MB });
+    deps.onProgress?.({ phase, elapsedS: (performance.now() - loadStarted) / 1000, durationS: o.durationS, sent: ledger.sent, answered: ledger.answered, rssMb: rss / MB });
   }, 100);
 
-  running = true;
-  if (o.rate === "max") {
-    for (let u = 0; u < o.users; u++) ledger.send(u);
-    await new Promise((r) => setTimeout(r, o.durationS * 1000));
-  } else {
-    // Open loop: message i belongs to user i mod N and is due at i / (N * R) seconds, so sends are spread evenly.
-    const intervalMs = 1000 / (o.users * o.rate);
-    let i = 0;
-    await new Promise<void>((resolve) => {
-      const tick = (): void => {
-        const now = performance.now();
-        const limit = Math.min(now, stopAt);
-        while (started + i * intervalMs <= limit) {
-          ledger.send(i % o.users, started + i * intervalMs);
-          i++;
-        }
-        if (now >= stopAt) resolve();
-        else setTimeout(tick, Math.max(1, Math.min(50, started + i * intervalMs - performance.now())));
-      };
-      tick();
-    });
-  }
-  running = false;
-  const stoppedAt = performance.now();
+  const { started, stoppedAt } = await offer(o.durationS);
   phase = "drain";
   await ledger.drained(drainMs);
   ledger.finish();
@@ -262,10 +285,10 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const lag = summarize(ledger.sendLag);
   const c = cpus();
   return {
-    sent: ledger.sent,
-    answered: ledger.answered,
-    lost: ledger.sent - ledger.answered,
-    duplicated: ledger.duplicated,
+    sent: warm.sent + ledger.sent,
+    answered: warm.answered + ledger.answered,
+    lost: warm.sent + ledger.sent - (warm.answered + ledger.answered),
+    duplicated: warm.duplicated + ledger.duplicated,
     throughput_msg_s: measuredS > 0 ? round(ledger.answered / measuredS, 1) : 0,
     latency_ms: latency,
     overhead_ms: { p50: overhead.p50, p99: overhead.p99 },

@@ -36,6 +36,21 @@ describe("zeptoclaw bench", () => {
     expect(r.sent).toBeGreaterThan(50);
   });
 
+  it("counts a warm-up's messages in the totals but not in the measured figures", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "20", "--duration", "1", "--warmup", "1", "--settle", "0", "--progress", "off"]));
+    expectWellFormed(r);
+    const warm = r.details.warmup as { seconds: number; sent: number; answered: number };
+    // 20 users at 1 msg/s: about 20 messages in each second, all answered.
+    expect(warm.seconds).toBe(1);
+    expect(warm.sent).toBeGreaterThanOrEqual(20);
+    expect(warm.answered).toBe(warm.sent);
+    expect(r.sent).toBeGreaterThanOrEqual(warm.sent + 20);
+    expect(r.answered).toBe(r.sent);
+    expect(r.lost).toBe(0);
+    // Throughput is the measured second's alone: about 20 msg/s, not the 40 of both.
+    expect(r.throughput_msg_s).toBeLessThan(30);
+  });
+
   it("writes the promised top-level JSON fields", async () => {
     const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
     try {
