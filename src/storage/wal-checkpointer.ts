@@ -26,11 +26,12 @@ export interface WalTarget {
 }
 
 /**
- * Checkpoints WAL databases off the main thread, one worker for all of them. SQLite's automatic checkpoint runs inside
- * a commit and copied ~4 MB on the committing (main) thread a few times a second: the whole
- * p99 tail of the journal. Here a worker copies the committed pages (PASSIVE: the writer is
- * not blocked), then the writer's own connection copies the few pages added meanwhile, which
- * lets its next commit restart the WAL from the beginning, so the file stays bounded.
+ * Checkpoints WAL databases off the main thread, one worker for all of them. SQLite's
+ * automatic checkpoint runs inside a commit and copied ~4 MB on the committing (main) thread
+ * a few times a second: the whole p99 tail of the journal. Here a worker copies the committed
+ * pages (PASSIVE: the writer is not blocked), then the writer's own connection copies the few
+ * pages added meanwhile, which lets its next commit restart the WAL from the beginning, so
+ * the file stays bounded.
  */
 export function startWalCheckpointer(targets: readonly WalTarget[], logger: Logger, intervalMs = 1_000): () => Promise<void> {
   for (const t of targets) t.db.pragma("wal_autocheckpoint = 0");
