@@ -132,6 +132,7 @@ export function createHttpFetch(maxSockets: number): HttpFetch {
         let response: IncomingMessage | undefined;
         const req = send(url, { method: init.method ?? "GET", headers, agent }, (res) => {
           response = res;
+          res.once("close", () => signal?.removeEventListener("abort", onAbort));
           resolve(new HttpResponse(url.href, res));
         });
         const onAbort = (): void => {
@@ -144,7 +145,6 @@ export function createHttpFetch(maxSockets: number): HttpFetch {
           // The request closes once its response has been read to the end or destroyed.
           if (!response) signal?.removeEventListener("abort", onAbort);
         });
-        req.once("response", (res: IncomingMessage) => res.once("close", () => signal?.removeEventListener("abort", onAbort)));
         req.once("error", (err: Error) => {
           if (response) return;
           reject(err.name === "AbortError" ? err : new TypeError("fetch failed", { cause: err }));

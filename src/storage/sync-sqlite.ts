@@ -4,10 +4,10 @@ import Database from "better-sqlite3";
 
 const CACHE_KIB = 2_000;
 
-/** A synchronous SQLite connection (better-sqlite3), for writes that must commit before an acknowledgement. */
+/** A synchronous SQLite connection (better-sqlite3): the journal's, and the sessions' under `SqliteKvStore`. */
 export interface SyncSqlite {
   db: Database.Database;
-  /** Runs one statement; resolves with its rows (or none). The async shape matches `BatchedSqliteStore.query`. */
+  /** Runs one statement, prepared once and cached; resolves with its rows (or none). Async for `PairingStore` and health checks. */
   query(sql: string, ...params: unknown[]): Promise<unknown[]>;
   close(): void;
 }
