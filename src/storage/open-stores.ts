@@ -59,19 +59,26 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   // in one beside it. A session flush writes megabytes a second and the journal small rows
   // that acknowledgements wait on; apart, each file's WAL and checkpoints stay its own, and
   // files from earlier versions (written through @keyv/sqlite, same table) open unchanged.
-  let sdb: SyncSqlite | undefined;
+  const opened: SyncSqlite[] = [];
+  const open = (uri: string): SyncSqlite => {
+    const c = openSyncSqlite(uri);
+    opened.push(c);
+    return c;
+  };
+  let sdb: SyncSqlite;
   let db: SqliteKvStore;
   let jdb: SyncSqlite;
   let journal: MessageJournal;
   let pairing: PairingStore;
   try {
-    sdb = openSyncSqlite(cfg.store);
+    sdb = open(cfg.store);
     db = new SqliteKvStore(sdb.db, "kv");
-    jdb = openSyncSqlite(journalUri(cfg.store));
+    jdb = open(journalUri(cfg.store));
     journal = MessageJournal.open(jdb.db, logger.child({ component: "journal" }));
     pairing = await PairingStore.open(jdb, { ttlMs: HOUR, maxPending: 20 });
   } catch (err) {
-    sdb?.close();
+    // Nothing half-open is left behind: a caller that retries does not leak connections.
+    for (const c of opened) c.close();
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
@@ -106,14 +113,13 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   const startSweep = (): void => {
     if (!sweeping) sweeping = sweep().finally(() => (sweeping = undefined));
   };
-  const sessionsDb = sdb;
   const stopCheckpoints =
     cfg.store === "sqlite://:memory:"
       ? async () => undefined
       : startWalCheckpointer(
           [
             { db: jdb.db, path: journalUri(cfg.store).slice("sqlite://".length) },
-            { db: sessionsDb.db, path: cfg.store.slice("sqlite://".length) },
+            { db: sdb.db, path: cfg.store.slice("sqlite://".length) },
           ],
           log,
         );
@@ -133,7 +139,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
     },
     async healthy() {
       try {
-        await sessionsDb.query("SELECT 1");
+        await sdb.query("SELECT 1");
         await jdb.query("SELECT 1");
         return true;
       } catch {
@@ -150,7 +156,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
         await Promise.all([sessionMap.close(), journal.flush(), counters.close()]);
       } finally {
         jdb.close();
-        sessionsDb.close();
+        sdb.close();
       }
     },
   };

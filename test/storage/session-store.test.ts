@@ -1,6 +1,7 @@
+import { mkdirSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { StorageError } from "../../src/errors.js";
 import { openStores, type Stores } from "../../src/storage/open-stores.js";
 import { type ChatMessage, pruneHistory } from "../../src/storage/session-store.js";
@@ -158,6 +159,25 @@ describe("SessionStore on SQLite", () => {
     const again = await stores({ cache_size: 5000 }, dir);
     expect((await again.s.sessions.load("webchat:u0")).map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1", "q2", "a2"]);
     expect(await again.s.sessions.load("webchat:u2999")).toHaveLength(6);
+  });
+
+  it("fails to open with a StorageError and leaves no connection open behind it", async () => {
+    const dir = tempDir();
+    onTestFinished(dir.cleanup);
+    // The journal's file is taken by a folder: the sessions' file opens, the journal's cannot.
+    mkdirSync(join(dir.dir, "s.journal.sqlite"));
+    const handlesOn = (name: string): number =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).endsWith(name);
+        } catch {
+          return false;
+        }
+      }).length;
+    await expect(
+      openStores({ store: `sqlite://${join(dir.dir, "s.sqlite")}`, max_session_messages: 6, session_ttl_hours: 24, cache_size: 100, flush_interval_ms: 10 }, captureLogger()),
+    ).rejects.toThrow(/cannot open the session store at .*s\.sqlite/);
+    expect(handlesOn("/s.sqlite")).toBe(0);
   });
 
   it("reads session files written by @keyv/sqlite (same table and row format)", async () => {
