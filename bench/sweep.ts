@@ -28,7 +28,7 @@ export async function runSweep(o: BenchOptions, counts: number[], log: (line: st
   try {
     for (const users of counts) {
       const file = join(dir, `${users}.json`);
-      const args = [BUILT_CLI, "bench", "--users", String(users), "--duration", String(o.durationS), "--rate", String(o.rate), "--llm-latency", String(o.llmLatencyMs), "--path", o.path, "--settle", String(o.settleS), "--json", file, "--progress", o.progress === "off" ? "off" : "plain"];
+      const args = [BUILT_CLI, "bench", "--users", String(users), "--duration", String(o.durationS), "--rate", String(o.rate), "--llm-latency", String(o.llmLatencyMs), "--path", o.path, "--settle", String(o.settleS), "--warmup", String(o.warmupS), "--json", file, "--progress", o.progress === "off" ? "off" : "plain"];
       if (o.memoryProfile) args.push("--memory-profile");
       log(`sweep: ${users} users...`);
       const code = await new Promise<number>((resolve, reject) => {

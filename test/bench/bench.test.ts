@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { benchCommand, benchOnce } from "../../bench/cli.js";
 import { parseBenchArgs } from "../../bench/options.js";
 import type { BenchReport } from "../../bench/runner.js";
+import { runSweep } from "../../bench/sweep.js";
 import { linearFit, percentile, Samples, summarize } from "../../bench/stats.js";
 
 function expectWellFormed(r: BenchReport): void {
@@ -49,6 +50,12 @@ describe("zeptoclaw bench", () => {
     expect(r.lost).toBe(0);
     // Throughput is the measured second's alone: about 20 msg/s, not the 40 of both.
     expect(r.throughput_msg_s).toBeLessThan(30);
+  });
+
+  it("passes the warm-up to every run of a sweep", async () => {
+    const s = await runSweep(parseBenchArgs(["--sweep", "5,10", "--duration", "1", "--warmup", "1", "--settle", "0", "--progress", "off"]), [5, 10], () => undefined);
+    expect(s.points.map((p) => (p.details.warmup as { seconds: number } | undefined)?.seconds)).toEqual([1, 1]);
+    for (const p of s.points) expect(p.lost).toBe(0);
   });
 
   it("writes the promised top-level JSON fields", async () => {
