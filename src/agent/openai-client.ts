@@ -83,6 +83,9 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
   const load = () =>
     (loaded ??= Promise.all([import("openai"), o.requestsPerMinute > 0 ? import("rate-limiter-flexible") : undefined]).then(([{ default: OpenAI }, rl]) => {
       if (rl) rpm = new rl.RateLimiterQueue(new rl.RateLimiterMemory({ points: o.requestsPerMinute, duration: 60 }), { maxQueueSize: 100_000 });
+      // The SDK builds each request's headers with the global Headers, whose first use loads
+      // undici (~30 ms of module loading): here, not under the first burst of messages.
+      if (typeof Headers !== "function") throw new Error("this Node.js has no global Headers, which the openai SDK needs (Node >= 20.19)");
       return {
       OpenAI,
       sdk: new OpenAI({

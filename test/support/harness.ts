@@ -6,6 +6,7 @@ import { pino, type Logger } from "pino";
 import { loadConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import { type Gateway, type GatewayOptions, startGateway } from "../../src/gateway.js";
+import type { InboundMessage } from "../../src/messages.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { type FakeOpenAi, type FakeOpenAiOptions, startFakeOpenAi } from "./fake-openai.js";
 
@@ -27,6 +28,22 @@ export function captureLogger(secrets: string[] = []): Logger {
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-test-"));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A web chat message from "ann" with the given id, as a channel puts it on the bus. */
+export function webchatMessage(id: string, text = "hi"): InboundMessage {
+  return {
+    id,
+    channel: "webchat",
+    conversationId: "webchat:ann",
+    userId: "webchat:ann",
+    sender: { id: "ann", isBot: false },
+    text,
+    isDirect: true,
+    mentionsBot: true,
+    attachments: [],
+    receivedAt: 0,
+  };
 }
 
 /** A running gateway on a random port with a fake LLM and a temp SQLite file. */

@@ -1,0 +1,69 @@
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { MessageJournal } from "../../src/storage/journal.js";
+import { openSyncSqlite } from "../../src/storage/sync-sqlite.js";
+import { captureLogger, tempDir, webchatMessage } from "../support/harness.js";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+
+function tempFile(): string {
+  const dir = tempDir();
+  cleanups.push(dir.cleanup);
+  return join(dir.dir, "journal.sqlite");
+}
+
+describe("message journal", () => {
+  it("indexes only unfinished rows, and recovery reads them through that index", async () => {
+    const sdb = openSyncSqlite(`sqlite://${tempFile()}`);
+    cleanups.push(() => sdb.close());
+    const journal = MessageJournal.open(sdb.db, captureLogger());
+    for (const id of ["webchat:a", "webchat:b", "webchat:c", "webchat:d"]) expect(await journal.accept(webchatMessage(id, `text of ${id}`))).toBe(true);
+    expect(await journal.accept(webchatMessage("webchat:a"))).toBe(false);
+    await journal.finish("webchat:a", "answer a", false, true);
+    await journal.finish("webchat:b", "answer b", false);
+    await journal.finish("webchat:c", "answer c", false);
+    journal.delivered("webchat:c");
+    await journal.flush();
+
+    const indexed = sdb.db.prepare("SELECT count(*) FROM journal INDEXED BY journal_open WHERE state < 2").pluck().get();
+    expect(indexed).toBe(2);
+    const plan = sdb.db
+      .prepare("EXPLAIN QUERY PLAN SELECT state, payload, reply, is_error, id, user_id, conversation_id FROM journal WHERE state < 2 ORDER BY seq")
+      .all() as { detail: string }[];
+    expect(plan.map((r) => r.detail).join(" | ")).toContain("journal_open");
+
+    const left = await journal.unfinished();
+    expect(left.accepted.map((m) => [m.id, m.text])).toEqual([["webchat:d", "text of webchat:d"]]);
+    expect(left.finished.map((f) => [f.m.id, f.text])).toEqual([["webchat:b", "answer b"]]);
+    expect(await journal.get("webchat:a")).toEqual({ status: "done", userId: "webchat:ann", reply: "answer a" });
+  });
+
+  it("opens a file written with the old state index, drops it and recovers its rows", async () => {
+    const path = tempFile();
+    const old = new Database(path);
+    old.exec(`CREATE TABLE journal (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+         conversation_id TEXT NOT NULL, state INTEGER NOT NULL, payload TEXT, reply TEXT,
+         is_error INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL);
+       CREATE INDEX journal_state ON journal(state, seq);`);
+    const insert = old.prepare("INSERT INTO journal (id, user_id, conversation_id, payload, state, reply, updated_at) VALUES (?, 'webchat:ann', 'webchat:ann', ?, ?, ?, 1)");
+    insert.run("webchat:done", null, 2, "old answer");
+    insert.run("webchat:waiting", JSON.stringify(webchatMessage("webchat:waiting", "text of webchat:waiting")), 0, null);
+    insert.run("webchat:unsent", null, 1, "unsent answer");
+    old.close();
+
+    const sdb = openSyncSqlite(`sqlite://${path}`);
+    cleanups.push(() => sdb.close());
+    const journal = MessageJournal.open(sdb.db, captureLogger());
+    const indexes = sdb.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'journal' AND sql IS NOT NULL").pluck().all();
+    expect(indexes).toEqual(["journal_open"]);
+    const left = await journal.unfinished();
+    expect(left.accepted.map((m) => m.id)).toEqual(["webchat:waiting"]);
+    expect(left.finished.map((f) => [f.m.id, f.text])).toEqual([["webchat:unsent", "unsent answer"]]);
+  });
+});
