@@ -4,6 +4,9 @@ export const SWEEP_BUDGET_MS = 2;
 /** Resolves on the next turn of the event loop, after pending I/O callbacks. */
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Resolves in the timers phase of a later turn (setTimeout's 1 ms least delay): paces work. */
+export const afterTimerTick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
+
 /**
  * Sizes slices of synchronous work (a batch of SQLite writes, a range of rows to sweep) so
  * that each holds the event loop for about `budgetMs`: the size follows the measured time
