@@ -66,4 +66,32 @@ describe("message journal", () => {
     expect(left.accepted.map((m) => m.id)).toEqual(["webchat:waiting"]);
     expect(left.finished.map((f) => [f.m.id, f.text])).toEqual([["webchat:unsent", "unsent answer"]]);
   });
+
+  it("commits a delivered mark with the next write, or alone within 50 ms, or at once on flush", async () => {
+    const sdb = openSyncSqlite(`sqlite://${tempFile()}`);
+    cleanups.push(() => sdb.close());
+    const journal = MessageJournal.open(sdb.db, captureLogger());
+    const state = (id: string): unknown => sdb.db.prepare("SELECT state FROM journal WHERE id = ?").pluck().get(id);
+    for (const id of ["telegram:1:1", "telegram:1:2", "telegram:1:3"]) {
+      await journal.accept(webchatMessage(id));
+      await journal.finish(id, `answer ${id}`, false);
+    }
+    expect(state("telegram:1:1")).toBe(1);
+
+    journal.delivered("telegram:1:1");
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    // No commit of its own: the row still reads "finished".
+    expect(state("telegram:1:1")).toBe(1);
+    await journal.accept(webchatMessage("telegram:1:4"));
+    expect(state("telegram:1:1")).toBe(2);
+
+    journal.delivered("telegram:1:2");
+    const until = Date.now() + 2_000;
+    while (state("telegram:1:2") !== 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(state("telegram:1:2")).toBe(2);
+
+    journal.delivered("telegram:1:3");
+    await journal.flush();
+    expect(state("telegram:1:3")).toBe(2);
+  });
 });
