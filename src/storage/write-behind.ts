@@ -24,14 +24,18 @@ export interface WriteBehindOptions<T = unknown> {
   logger: Logger;
   /** Turns a value read from the store (parsed JSON) into the form held in memory; identity by default. */
   revive?: (stored: unknown) => T;
+  /** How long a background flush paces its slices before it runs them back to back; half the interval by default. */
+  paceForMs?: number;
 }
 
 /**
  * A bounded cache in front of a Keyv store whose writes are coalesced and committed in
  * batches: reads of hot keys never touch the disk and a burst of writes costs one transaction.
  *
- * What a crash can lose: changes made in the last `flushIntervalMs`. Callers that must not
- * lose a write (acceptance of a message) await `flush()`.
+ * What a crash can lose: changes not yet committed, at most about one and a half
+ * `flushIntervalMs` old (a change waits up to an interval for the flush, and a background
+ * flush may pace its slices over half an interval more). Callers that must not lose a write
+ * (acceptance of a message) await `flush()`.
  */
 export class WriteBehindMap<T> {
   private readonly entries = new Map<string, Entry<T>>();
@@ -184,7 +188,8 @@ export class WriteBehindMap<T> {
    * that someone awaits, runs its slices back to back so that it cannot fall behind.
    */
   private between(paced: boolean, startedAt: number): Promise<void> {
-    if (paced && this.hurry === 0 && performance.now() - startedAt < this.options.flushIntervalMs / 2) return afterTimerTick();
+    const paceFor = this.options.paceForMs ?? this.options.flushIntervalMs / 2;
+    if (paced && this.hurry === 0 && performance.now() - startedAt < paceFor) return afterTimerTick();
     return nextTurn();
   }
 

@@ -1,12 +1,13 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MessageJournal } from "../../src/storage/journal.js";
 import { openSyncSqlite } from "../../src/storage/sync-sqlite.js";
 import { captureLogger, tempDir, webchatMessage } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
@@ -78,12 +79,15 @@ describe("message journal", () => {
     }
     expect(state("telegram:1:1")).toBe(1);
 
+    // Timers frozen, so only a commit of its own could write the mark in these turns.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     journal.delivered("telegram:1:1");
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
     // No commit of its own: the row still reads "finished".
     expect(state("telegram:1:1")).toBe(1);
     await journal.accept(webchatMessage("telegram:1:4"));
     expect(state("telegram:1:1")).toBe(2);
+    vi.useRealTimers();
 
     journal.delivered("telegram:1:2");
     const until = Date.now() + 2_000;
