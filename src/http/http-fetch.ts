@@ -100,8 +100,8 @@ export interface HttpFetch {
  * A `fetch` on node:http with keep-alive pools, for the SDKs that take one (openai's and
  * grammy's `fetch` options). Node's built-in fetch (undici) costs about half a millisecond
  * of CPU per streamed chat call in web streams, transferables and header objects; this one
- * hands the SDK the response's own byte stream, which the openai SSE reader iterates
- * directly. It does what their JSON calls need and no more: string or byte bodies, no
+ * hands the SDK the response's own byte stream, which our chat stream reader
+ * (agent/chat-stream.ts) reads directly. It does what their JSON calls need and no more: string or byte bodies, no
  * redirects followed, no cache. Connection failures reject with a TypeError, like fetch; an aborted
  * signal rejects (or breaks the body stream) with an AbortError.
  */
