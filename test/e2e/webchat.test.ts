@@ -27,6 +27,20 @@ describe("web chat end to end", () => {
     expect(t.llm.requests[0]?.authorization).toBe("Bearer sk-test-secret-key-123456");
   });
 
+  it("gives each message an unguessable id that sorts after the ids posted before it", async () => {
+    t = await startTestGateway();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push((await t.post("alice", `message ${i}`)).body.id as string);
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    // The time in front keeps the journal's unique index growing at its edge; the UUID
+    // after it is what keeps a result private to whoever holds its id.
+    for (const id of ids) expect(id).toMatch(/^webchat:[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids.map((id) => id.slice(-36))).size).toBe(3);
+  });
+
   it("answers 200 messages from 20 users posted at once, each user's in order", async () => {
     t = await startTestGateway({ llm: { latencyMs: 5 } });
     const posts: Promise<{ user: string; n: number; id: string }>[] = [];

@@ -8,6 +8,19 @@ import type { InboundMessage, OutboundMessage } from "../../messages.js";
 import type { Channel, ChannelContext } from "../types.js";
 import { SseHub } from "./sse-hub.js";
 
+/**
+ * A message id: `webchat:`, the time in ms (12 hex digits), then a random UUID. The UUID
+ * makes it unguessable (it is what lets its sender read the result at
+ * `/api/messages/:id`); the time in front makes ids arrive in order, so the journal's
+ * unique index on them grows at its right edge instead of dirtying a random page each
+ * insert. The journal keeps a day of rows; with 10,000 and 200,000 of them, a message's
+ * share of the commits costs 60-63 µs against 101-130 µs with a bare UUID
+ * (`node dist/bench/journal-ids.js`).
+ */
+export function messageId(): string {
+  return `webchat:${Date.now().toString(16).padStart(12, "0")}-${randomUUID()}`;
+}
+
 /** What `GET /api/messages/:id` shows; the gateway's result store provides it. */
 export interface WebchatResult {
   status: "pending" | "done" | "error";
@@ -119,7 +132,7 @@ export class WebchatChannel implements Channel {
     if (!this.allowed(body.user)) throw new HttpError(403, `user "${body.user}" is not allowed here (channels.webchat.allow_from)`);
     const conversationId = `webchat:${body.user}`;
     const m: InboundMessage = {
-      id: `webchat:${randomUUID()}`,
+      id: messageId(),
       channel: "webchat",
       conversationId,
       userId: conversationId,
