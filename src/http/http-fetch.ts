@@ -90,6 +90,15 @@ function headerObject(init: ConstructorParameters<typeof Headers>[0] | undefined
   return out;
 }
 
+/**
+ * How long a pooled connection may sit idle. It also switches on Node's reading of the
+ * server's `Keep-Alive: timeout=N` header, which Node 20's agent ignores when the agent has
+ * no timeout of its own: with it, an idle connection is closed a second before the server
+ * would close it, instead of being reused just as the server closes it (an ECONNRESET, and
+ * a retry after backoff). A server that announces nothing gets this.
+ */
+const IDLE_TIMEOUT_MS = 15_000;
+
 /** A `fetch` on node:http, and the connection pools behind it. */
 export interface HttpFetch {
   fetch: (url: string | URL | Request, init?: FetchInit) => Promise<HttpResponse>;
@@ -106,12 +115,12 @@ export interface HttpFetch {
  * signal rejects (or breaks the body stream) with an AbortError.
  */
 export function createHttpFetch(maxSockets: number): HttpFetch {
-  const http = new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo" });
+  const http = new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo", timeout: IDLE_TIMEOUT_MS });
   let https: { module: typeof Https; agent: Https.Agent } | undefined;
   const secure = (): NonNullable<typeof https> => {
     if (https) return https;
     const module = requireBuiltin("node:https") as typeof Https;
-    return (https = { module, agent: new module.Agent({ keepAlive: true, maxSockets, scheduling: "lifo" }) });
+    return (https = { module, agent: new module.Agent({ keepAlive: true, maxSockets, scheduling: "lifo", timeout: IDLE_TIMEOUT_MS }) });
   };
   return {
     fetch(input, init = {}) {

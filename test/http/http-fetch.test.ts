@@ -60,6 +60,27 @@ describe("the gateway's fetch for the openai SDK", () => {
     expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 
+  it("closes an idle connection before the server's announced keep-alive timeout", async () => {
+    // The server announces "Keep-Alive: timeout=2": a connection idle for 1.5 s is about to
+    // be closed by it and must not be reused (Node 20's agent ignores the hint by default).
+    let connections = 0;
+    server = createServer((req, res) => {
+      req.resume();
+      res.end("{}");
+    });
+    server.keepAliveTimeout = 2_000;
+    server.on("connection", () => connections++);
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    http = createHttpFetch(4);
+    await (await http.fetch(url)).text();
+    await (await http.fetch(url)).text();
+    expect(connections).toBe(1);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await (await http.fetch(url)).text();
+    expect(connections).toBe(2);
+  });
+
   it("reads plain JSON answers and maps HTTP errors with their headers", async () => {
     fake = await startFakeOpenAi();
     http = createHttpFetch(4);
