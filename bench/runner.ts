@@ -53,6 +53,8 @@ class Ledger {
   sent = 0;
   answered = 0;
   rejected = 0;
+  /** Why the first few refused messages were refused. */
+  readonly refusals: string[] = [];
   errors = 0;
   duplicated = 0;
   lastReplyAt = 0;
@@ -96,7 +98,11 @@ class Ledger {
         this.sending--;
         this.rejected++;
         // The first few reasons go to stderr: a refusal in a bench run is a finding.
-        if (this.rejected <= 3) process.stderr.write(`bench: message refused: ${(err as Error)?.message ?? String(err)}\n`);
+        if (this.rejected <= 3) {
+          const why = (err as Error)?.message ?? String(err);
+          this.refusals.push(why);
+          process.stderr.write(`bench: message refused: ${why}\n`);
+        }
         this.checkIdle();
         setTimeout(() => this.onAnswered(user), 20).unref();
       },
@@ -305,6 +311,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     machine: { cpus: c.length, cpu_model: c[0]?.model ?? "unknown", node: process.version, platform: `${process.platform}-${process.arch}` },
     details: {
       rejected: ledger.rejected,
+      ...(ledger.refusals.length > 0 ? { refusals: ledger.refusals } : {}),
       error_replies: ledger.errors,
       measured_s: round(measuredS, 3),
       send_window_s: round((stoppedAt - started) / 1000, 3),

@@ -37,7 +37,10 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     throw err;
   }
   const { pid, port } = gateway;
-  const posts = new Agent({ keepAlive: true, maxSockets: 128 });
+  // A timeout makes Node's agent honour the gateway's "Keep-Alive: timeout=5" and drop an
+  // idle connection a second before the gateway would; without one it may post on a
+  // connection the gateway is closing, and count the reset as a refused message.
+  const posts = new Agent({ keepAlive: true, maxSockets: 128, timeout: 60_000 });
   const streams = new Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
   const open = new Set<IncomingMessage>();
   const loadCpuStart = process.cpuUsage();
