@@ -16,8 +16,12 @@ export type ChatChunk = OpenAIType.ChatCompletionChunk;
  * `[DONE]` ends the answer. An error event, or a chunk carrying `error`, rejects with a
  * retryable LlmError (the provider failed mid-answer); a chunk that is not JSON rejects with
  * the SyntaxError; a body that breaks before its end rejects with the body's error.
+ *
+ * Some OpenAI-compatible servers ignore `stream: true` and answer with one JSON completion:
+ * that answer is handed on as a single chunk, instead of passing for an empty reply.
  */
 export function readChatStream(body: IncomingMessage, onChunk: (chunk: ChatChunk) => void): Promise<void> {
+  if (/^application\/json\b/i.test(body.headers["content-type"] ?? "")) return readWholeAnswer(body, onChunk);
   return new Promise<void>((resolve, reject) => {
     let buf = "";
     let data: string[] = [];
@@ -102,4 +106,32 @@ export function readChatStream(body: IncomingMessage, onChunk: (chunk: ChatChunk
       if (!settled) fail(new LlmError("E_LLM_STREAM", "the LLM provider's answer stream broke off", { retryable: true }));
     });
   });
+}
+
+/** A non-streamed completion as the one chunk a stream would have ended with. */
+async function readWholeAnswer(body: IncomingMessage, onChunk: (chunk: ChatChunk) => void): Promise<void> {
+  body.setEncoding("utf8");
+  let text = "";
+  for await (const piece of body) text += piece as string;
+  const answer = JSON.parse(text) as OpenAIType.ChatCompletion & { error?: { message?: unknown } };
+  if (answer.error) throw new LlmError("E_LLM_STREAM", `the LLM provider failed mid-answer: ${String(answer.error.message ?? "unknown error")}`, { retryable: true });
+  const choice = answer.choices?.[0];
+  const message = choice?.message;
+  onChunk({
+    id: answer.id,
+    object: "chat.completion.chunk",
+    created: answer.created,
+    model: answer.model,
+    choices: [
+      {
+        index: 0,
+        finish_reason: choice?.finish_reason ?? null,
+        delta: {
+          ...(message?.content ? { content: message.content } : {}),
+          ...(message?.tool_calls ? { tool_calls: message.tool_calls.map((t, index) => ({ index, ...t })) } : {}),
+        },
+      },
+    ],
+    ...(answer.usage ? { usage: answer.usage } : {}),
+  } as ChatChunk);
 }

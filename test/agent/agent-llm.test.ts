@@ -42,6 +42,21 @@ describe("agent and LLM client", () => {
     }
   });
 
+  it("answers through a provider that ignores stream: true and sends one JSON completion", async () => {
+    t = await startTestGateway({
+      llm: {
+        ignoreStream: true,
+        answer: (req) =>
+          req.messages.some((m) => m.role === "tool") ? "it is time" : { toolCalls: [{ name: "current_time", arguments: '{"time_zone":"UTC"}' }] },
+      },
+    });
+    const r = await ask("alice", "what time is it?");
+    // A tool call and then a text answer, both from plain JSON: not "(the model returned an empty answer)".
+    expect(r).toMatchObject({ status: "done", reply: "it is time" });
+    expect(t.llm.count).toBe(2);
+    expect(t.llm.requests[1]?.messages.some((m) => m.role === "tool")).toBe(true);
+  });
+
   it("times out a hanging LLM call and retries it", async () => {
     t = await startTestGateway({ env: { ZEPTOCLAW_LLM_TIMEOUT_MS: "300", ZEPTOCLAW_LLM_MAX_RETRIES: "1" } });
     t.llm.faults.push({ hang: true });

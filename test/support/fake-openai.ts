@@ -30,6 +30,8 @@ export interface FakeOpenAiOptions {
   answer?: (req: FakeChatRequest) => FakeAnswer;
   /** Keep every request in `requests` (off for the benchmark). */
   record?: boolean;
+  /** Answer streamed requests with plain JSON, as some OpenAI-compatible servers do. */
+  ignoreStream?: boolean;
   /** Characters per streamed chunk. */
   chunkSize?: number;
   /** Pause between streamed chunks, so a client can be seen streaming. */
@@ -150,7 +152,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       }
       return;
     }
-    if (!body.stream) {
+    if (!body.stream || state.options.ignoreStream) {
       const message =
         typeof answer === "string"
           ? { role: "assistant", content: answer }
@@ -160,7 +162,10 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
               tool_calls: answer.toolCalls.map((t, i) => ({ id: `call_${seq}_${i}`, type: "function", function: { name: t.name, arguments: t.arguments } })),
             };
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ id, object: "chat.completion", created, model: body.model, choices: [{ index: 0, message, finish_reason: typeof answer === "string" ? "stop" : "tool_calls" }] }));
+      const prompt = Math.ceil(JSON.stringify(body.messages).length / 4);
+      const completion = Math.ceil(JSON.stringify(message).length / 4);
+      const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+      res.end(JSON.stringify({ id, object: "chat.completion", created, model: body.model, choices: [{ index: 0, message, finish_reason: typeof answer === "string" ? "stop" : "tool_calls" }], usage }));
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
