@@ -1,8 +1,41 @@
-import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
 import type OpenAIType from "openai";
 import { LlmError } from "../errors.js";
 
 export type ChatChunk = OpenAIType.ChatCompletionChunk;
+
+const broken = (what: string): LlmError => new LlmError("E_LLM_STREAM", `the LLM provider's answer ${what}`, { retryable: true });
+
+/** A non-streamed completion as the one chunk a stream would have ended with. */
+function asChunk(answer: OpenAIType.ChatCompletion): ChatChunk {
+  const choice = answer.choices?.[0];
+  const message = choice?.message;
+  return {
+    id: answer.id,
+    object: "chat.completion.chunk",
+    created: answer.created,
+    model: answer.model,
+    choices: [
+      {
+        index: 0,
+        finish_reason: choice?.finish_reason ?? null,
+        delta: {
+          ...(message?.content ? { content: message.content } : {}),
+          ...(message?.tool_calls ? { tool_calls: message.tool_calls.map((t, index) => ({ index, ...t })) } : {}),
+        },
+      },
+    ],
+    ...(answer.usage ? { usage: answer.usage } : {}),
+  } as ChatChunk;
+}
+
+/** The LlmError for an `error` the provider put in its answer, or undefined. */
+function providerError(event: string, parsed: { error?: unknown; message?: unknown } | null): LlmError | undefined {
+  if (event !== "error" && !(parsed && parsed.error)) return undefined;
+  const detail = parsed?.error ?? parsed?.message;
+  const message = typeof detail === "object" && detail !== null && "message" in detail ? String((detail as { message: unknown }).message) : String(detail);
+  return new LlmError("E_LLM_STREAM", `the LLM provider failed mid-answer: ${message}`, { retryable: true });
+}
 
 /**
  * Reads a streamed chat completion (server-sent events) from the response body our `fetch`
@@ -11,28 +44,41 @@ export type ChatChunk = OpenAIType.ChatCompletionChunk;
  * The SDK's own reader runs every chunk through three nested async generators and copies
  * bytes twice on the way; on a short answer that was a tenth of the gateway's CPU per
  * message. This one parses the lines of each `data` event as it arrives. It follows the SSE
- * rules the SDK follows: `data:` lines of one event are joined with "\n", a blank line ends
- * the event, `:` lines are comments, an event cut off by the end of the body is dropped, and
- * `[DONE]` ends the answer. An error event, or a chunk carrying `error`, rejects with a
- * retryable LlmError (the provider failed mid-answer); a chunk that is not JSON rejects with
- * the SyntaxError; a body that breaks before its end rejects with the body's error.
+ * rules the SDK follows: a leading byte-order mark is skipped, lines end in "\n", "\r\n" or
+ * "\r", `data:` lines of one event are joined with "\n", a blank line ends the event, `:`
+ * lines are comments, an event cut off by the end of the body is dropped, and `[DONE]` ends
+ * the answer.
  *
- * Some OpenAI-compatible servers ignore `stream: true` and answer with one JSON completion:
- * that answer is handed on as a single chunk, instead of passing for an empty reply.
+ * It rejects, so that the call is retried rather than a part taken for the whole: with a
+ * retryable LlmError on an error event or a chunk carrying `error` (the provider failed
+ * mid-answer), or on a body that ends with neither `[DONE]` nor a `finish_reason` (cut
+ * off); with the SyntaxError on a chunk that is not JSON; with the body's error when it
+ * breaks or is aborted.
+ *
+ * Some OpenAI-compatible servers ignore `stream: true` and answer with one JSON completion,
+ * whatever their Content-Type says (and some label a stream `application/json`): a body
+ * whose first character is `{` is read whole and handed on as a single chunk, instead of
+ * passing for an empty reply.
  */
-export function readChatStream(body: IncomingMessage, onChunk: (chunk: ChatChunk) => void): Promise<void> {
-  if (/^application\/json\b/i.test(body.headers["content-type"] ?? "")) return readWholeAnswer(body, onChunk);
+export function readChatStream(body: Readable, onChunk: (chunk: ChatChunk) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let buf = "";
     let data: string[] = [];
     let event = "";
+    /** Unknown until the first character that is not white space: a stream, or one JSON answer. */
+    let mode: "?" | "sse" | "json" = "?";
     let done = false;
+    let finished = false;
     let settled = false;
     const fail = (err: unknown): void => {
       if (settled) return;
       settled = true;
       body.destroy();
       reject(err);
+    };
+    const emit = (chunk: ChatChunk): void => {
+      if (chunk.choices?.some((c) => c.finish_reason)) finished = true;
+      onChunk(chunk);
     };
     const dispatch = (): void => {
       if (data.length === 0) {
@@ -49,12 +95,9 @@ export function readChatStream(body: IncomingMessage, onChunk: (chunk: ChatChunk
         return;
       }
       const parsed = JSON.parse(text) as ChatChunk & { error?: unknown; message?: unknown };
-      if (name === "error" || (parsed && parsed.error)) {
-        const detail = parsed.error ?? parsed.message;
-        const message = typeof detail === "object" && detail !== null && "message" in detail ? String((detail as { message: unknown }).message) : String(detail);
-        throw new LlmError("E_LLM_STREAM", `the LLM provider failed mid-answer: ${message}`, { retryable: true });
-      }
-      onChunk(parsed);
+      const err = providerError(name, parsed);
+      if (err) throw err;
+      emit(parsed);
     };
     const line = (l: string): void => {
       if (l === "") return dispatch();
@@ -66,72 +109,68 @@ export function readChatStream(body: IncomingMessage, onChunk: (chunk: ChatChunk
       if (field === "data") data.push(value);
       else if (field === "event") event = value;
     };
-    body.setEncoding("utf8");
-    body.on("data", (chunk: string) => {
-      if (settled) return;
-      buf += chunk;
-      try {
-        let start = 0;
-        for (;;) {
-          const nl = buf.indexOf("\n", start);
-          const cr = buf.indexOf("\r", start);
-          if (nl < 0 && cr < 0) break;
-          let end: number;
-          let next: number;
-          if (cr >= 0 && (nl < 0 || cr < nl)) {
-            // "\r\n" or a lone "\r"; a "\r" at the very end waits for the next chunk.
-            if (cr === buf.length - 1) break;
-            end = cr;
-            next = buf.charCodeAt(cr + 1) === 10 ? cr + 2 : cr + 1;
-          } else {
-            end = nl as number;
-            next = end + 1;
-          }
-          line(buf.slice(start, end));
-          start = next;
+    /** Parses the complete lines in `buf`; a "\r" at its very end waits for the next piece, unless this is the last. */
+    const lines = (last: boolean): void => {
+      let start = 0;
+      for (;;) {
+        const nl = buf.indexOf("\n", start);
+        const cr = buf.indexOf("\r", start);
+        if (nl < 0 && cr < 0) break;
+        let end: number;
+        let next: number;
+        if (cr >= 0 && (nl < 0 || cr < nl)) {
+          if (cr === buf.length - 1 && !last) break;
+          end = cr;
+          next = buf.charCodeAt(cr + 1) === 10 ? cr + 2 : cr + 1;
+        } else {
+          end = nl as number;
+          next = end + 1;
         }
-        buf = start === 0 ? buf : buf.slice(start);
+        line(buf.slice(start, end));
+        start = next;
+      }
+      buf = start === 0 ? buf : buf.slice(start);
+    };
+    body.setEncoding("utf8");
+    body.on("data", (piece: string) => {
+      if (settled) return;
+      buf += piece;
+      try {
+        if (mode === "?") {
+          if (buf.charCodeAt(0) === 0xfeff) buf = buf.slice(1);
+          const first = buf.trimStart();
+          if (first === "") return;
+          mode = first.charCodeAt(0) === 123 /* "{" */ ? "json" : "sse";
+        }
+        if (mode === "sse") lines(false);
       } catch (err) {
         fail(err);
       }
     });
     body.once("end", () => {
       if (settled) return;
+      try {
+        if (mode === "json") {
+          const answer = JSON.parse(buf) as OpenAIType.ChatCompletion & { error?: unknown };
+          const err = providerError("", answer);
+          if (err) throw err;
+          emit(asChunk(answer));
+        } else {
+          lines(true);
+        }
+        if (!done && !finished) throw broken("ended before it was complete");
+      } catch (err) {
+        fail(err);
+        return;
+      }
       settled = true;
       resolve();
     });
-    body.once("error", fail);
+    // `on`, not `once`: a second error after the first must not go unhandled.
+    body.on("error", fail);
     body.once("close", () => {
       // A body destroyed without an error (or closed before its end) is a broken stream.
-      if (!settled) fail(new LlmError("E_LLM_STREAM", "the LLM provider's answer stream broke off", { retryable: true }));
+      if (!settled) fail(broken("stream broke off"));
     });
   });
-}
-
-/** A non-streamed completion as the one chunk a stream would have ended with. */
-async function readWholeAnswer(body: IncomingMessage, onChunk: (chunk: ChatChunk) => void): Promise<void> {
-  body.setEncoding("utf8");
-  let text = "";
-  for await (const piece of body) text += piece as string;
-  const answer = JSON.parse(text) as OpenAIType.ChatCompletion & { error?: { message?: unknown } };
-  if (answer.error) throw new LlmError("E_LLM_STREAM", `the LLM provider failed mid-answer: ${String(answer.error.message ?? "unknown error")}`, { retryable: true });
-  const choice = answer.choices?.[0];
-  const message = choice?.message;
-  onChunk({
-    id: answer.id,
-    object: "chat.completion.chunk",
-    created: answer.created,
-    model: answer.model,
-    choices: [
-      {
-        index: 0,
-        finish_reason: choice?.finish_reason ?? null,
-        delta: {
-          ...(message?.content ? { content: message.content } : {}),
-          ...(message?.tool_calls ? { tool_calls: message.tool_calls.map((t, index) => ({ index, ...t })) } : {}),
-        },
-      },
-    ],
-    ...(answer.usage ? { usage: answer.usage } : {}),
-  } as ChatChunk);
 }
