@@ -112,9 +112,12 @@ export function readChatStream(body: Readable, onChunk: (chunk: ChatChunk) => vo
     /** Parses the complete lines in `buf`; a "\r" at its very end waits for the next piece, unless this is the last. */
     const lines = (last: boolean): void => {
       let start = 0;
+      // The next "\r" is looked for again only once passed: a body without any (the usual
+      // case) is scanned for it once per piece, not once per line.
+      let cr = buf.indexOf("\r");
       for (;;) {
         const nl = buf.indexOf("\n", start);
-        const cr = buf.indexOf("\r", start);
+        if (cr >= 0 && cr < start) cr = buf.indexOf("\r", start);
         if (nl < 0 && cr < 0) break;
         let end: number;
         let next: number;

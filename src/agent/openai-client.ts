@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
 import type OpenAIType from "openai";
 import pLimit from "p-limit";
 import type { Logger } from "pino";
@@ -144,7 +144,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       let text = "";
       const calls: { id: string; name: string; args: string }[] = [];
       let usage: LlmResponse["usage"];
-      await readChatStream((response as unknown as { body: IncomingMessage }).body, (chunk) => {
+      await readChatStream((response as unknown as { body: Readable }).body, (chunk) => {
         const choice = chunk.choices?.[0];
         const delta = choice?.delta;
         if (delta?.content) {
