@@ -64,9 +64,10 @@ export async function benchCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (o.path !== "inproc" || o.sweep) {
-    const { BUILT_CLI } = await import("./targets/gateway-child.js");
-    if (!existsSync(BUILT_CLI)) {
-      process.stderr.write(`zeptoclaw bench: ${BUILT_CLI} is missing; build first with "npm run build"\n`);
+    const { BARE_GATEWAY, BUILT_CLI } = await import("./targets/gateway-child.js");
+    for (const file of o.bareGateway ? [BARE_GATEWAY] : [BUILT_CLI]) {
+      if (existsSync(file)) continue;
+      process.stderr.write(`zeptoclaw bench: ${file} is missing; build first with "npm run build"\n`);
       return 2;
     }
   }

@@ -21,6 +21,8 @@ export interface BenchOptions {
   chart: string | undefined;
   /** Folder for a V8 CPU profile of the gateway child (webchat and telegram paths). */
   gatewayCpuProf: string | undefined;
+  /** Web chat: drive a bare stand-in that only makes the HTTP legs, not the gateway: the machine's ceiling. */
+  bareGateway: boolean;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
   progress: "auto" | "plain" | "off";
   help: boolean;
@@ -61,6 +63,10 @@ Options:
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
   --json FILE          write every figure as JSON
   --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
+  --bare-gateway       webchat: replace the gateway by a stand-in that does only the
+                       HTTP legs of a message (POST, streamed LLM call, SSE reply; no
+                       bus, journal, sessions or SDK): the most any Node.js gateway
+                       could answer on this machine under the same load generator
   --progress MODE      auto (bar on a terminal, plain lines otherwise), plain, off
   -h, --help           print this help
 `;
@@ -93,6 +99,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         json: { type: "string" },
         chart: { type: "string" },
         "gateway-cpu-prof": { type: "string" },
+        "bare-gateway": { type: "boolean" },
         progress: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -109,6 +116,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (progress !== "auto" && progress !== "plain" && progress !== "off") {
     throw new BenchUsageError(`--progress: expected auto, plain or off, got "${progress}"`);
   }
+  if (v["bare-gateway"] === true && path !== "webchat") throw new BenchUsageError("--bare-gateway: only with --path webchat");
   let sweep: number[] | undefined;
   if (v.sweep !== undefined) {
     sweep = v.sweep.split(",").map((s) => positive("sweep", s.trim(), true));
@@ -128,6 +136,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     json: v.json,
     chart: v.chart,
     gatewayCpuProf: v["gateway-cpu-prof"],
+    bareGateway: v["bare-gateway"] === true,
     progress,
     help: v.help === true,
   };

@@ -165,7 +165,7 @@ export async function runBench(o: BenchOptions, deps: RunnerDeps): Promise<Bench
   const perUserInFlight = o.rate === "max" ? 2 : Math.ceil(o.rate * (o.llmLatencyMs / 1000 + 1)) + 4;
   const busBufferSize = Math.max(100_000, o.users * perUserInFlight);
   const gatewayNodeArgs = o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [];
-  const target = await deps.startTarget({ users: o.users, llmLatencyMs: o.llmLatencyMs, busBufferSize, dir, gatewayNodeArgs, settleMinMs: o.settleS * 1000 });
+  const target = await deps.startTarget({ users: o.users, llmLatencyMs: o.llmLatencyMs, busBufferSize, dir, gatewayNodeArgs, settleMinMs: o.settleS * 1000, bareGateway: o.bareGateway });
   try {
     return await drive(o, target, deps);
   } finally {

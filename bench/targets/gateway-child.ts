@@ -9,6 +9,9 @@ import type { BenchTarget, TargetSettings } from "./target.js";
 /** The built, bundled CLI the gateway child runs (what `npm start` runs); `npm run build` makes it. */
 export const BUILT_CLI = join(PACKAGE_ROOT, "dist", "app", "cli.js");
 
+/** `--bare-gateway`: the stand-in that does only a web chat message's HTTP legs (bench/bare-gateway.ts). */
+export const BARE_GATEWAY = join(PACKAGE_ROOT, "dist", "bench", "bare-gateway.js");
+
 const CLOCK_TICKS = 100;
 
 /** CPU seconds (user + system) used by process `pid`, from /proc; 0 when it cannot be read. */
@@ -70,11 +73,17 @@ export interface GatewayChild {
 }
 
 /**
- * Starts `node <nodeArgs> dist/src/cli.js gateway` with `env` and resolves once it logs
- * "zeptoclaw gateway ready"; every stdout line also goes to `onLine` (e.g. a scan for secrets).
+ * Starts `node <nodeArgs> dist/app/cli.js gateway` (or another `entry`) with `env` and resolves
+ * once it logs "zeptoclaw gateway ready"; every stdout line also goes to `onLine` (e.g. a scan
+ * for secrets).
  */
-export async function spawnGateway(env: NodeJS.ProcessEnv, nodeArgs: string[], onLine?: (line: string) => void): Promise<GatewayChild> {
-  const child = spawn(process.execPath, [...nodeArgs, BUILT_CLI, "gateway"], { env, stdio: ["ignore", "pipe", "pipe"] });
+export async function spawnGateway(
+  env: NodeJS.ProcessEnv,
+  nodeArgs: string[],
+  onLine?: (line: string) => void,
+  entry: string[] = [BUILT_CLI, "gateway"],
+): Promise<GatewayChild> {
+  const child = spawn(process.execPath, [...nodeArgs, ...entry], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     const text = d.toString("utf8");

@@ -36,6 +36,8 @@ export interface TargetSettings {
   dir: string;
   /** Extra node flags for a gateway child process (profiling). */
   gatewayNodeArgs?: string[];
+  /** Web chat: run the bare stand-in (bench/bare-gateway.ts) instead of the gateway. */
+  bareGateway?: boolean;
   /** Least time `settle` keeps collecting before a memory reading (inproc). */
   settleMinMs?: number;
 }

@@ -1,6 +1,6 @@
 import { Agent, type IncomingMessage, request } from "node:http";
 import { type FakeOpenAi, startFakeOpenAi } from "../../test/support/fake-openai.js";
-import { childReadings, type GatewayChild, gatewayEnv, spawnGateway } from "./gateway-child.js";
+import { BARE_GATEWAY, childReadings, type GatewayChild, gatewayEnv, spawnGateway } from "./gateway-child.js";
 import type { BenchTarget, DeliveredReply, TargetSettings } from "./target.js";
 
 /** Splits an SSE byte stream into `reply` events. */
@@ -31,7 +31,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
   const env = gatewayEnv(s, llm, {});
   let gateway: GatewayChild;
   try {
-    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? []);
+    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? [], undefined, s.bareGateway ? [BARE_GATEWAY] : undefined);
   } catch (err) {
     await llm.close();
     throw err;
@@ -70,7 +70,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     ...childReadings(pid, s.llmLatencyMs),
     details() {
       const u = process.cpuUsage(loadCpuStart);
-      return { gateway_process: "child", gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
+      return { gateway_process: "child", ...(s.bareGateway ? { bare_gateway: true } : {}), gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
     },
     async close() {
       for (const res of open) res.destroy();

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { benchCommand, benchOnce } from "../../bench/cli.js";
 import { parseBenchArgs } from "../../bench/options.js";
+import { formatReport } from "../../bench/report.js";
 import type { BenchReport } from "../../bench/runner.js";
 import { runSweep } from "../../bench/sweep.js";
 import { linearFit, percentile, Samples, summarize } from "../../bench/stats.js";
@@ -80,6 +81,18 @@ describe("zeptoclaw bench", () => {
     expect(r.details.gateway_process).toBe("child");
   });
 
+  it("drives the bare stand-in gateway on the same harness, and says so in the report", async () => {
+    const r = await benchOnce(parseBenchArgs(["--users", "20", "--duration", "1", "--path", "webchat", "--bare-gateway", "--progress", "off"]));
+    expectWellFormed(r);
+    expect(r.lost).toBe(0);
+    expect(r.answered).toBe(r.sent);
+    // The stand-in really made the LLM calls and parsed their streams.
+    expect(r.details.error_replies).toBe(0);
+    expect(r.details.fake_llm_requests).toBe(r.sent);
+    expect(r.details.bare_gateway).toBe(true);
+    expect(formatReport(r)).toContain("BARE STAND-IN");
+  });
+
   it("answers every message through the Telegram channel, long-polling a fake Bot API (gateway in a child process)", async () => {
     const r = await benchOnce(parseBenchArgs(["--users", "30", "--duration", "2", "--path", "telegram", "--progress", "off"]));
     expectWellFormed(r);
@@ -99,6 +112,7 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--rate", "fast"])).toBe(2);
     expect(await benchCommand(["--path", "carrier-pigeon"])).toBe(2);
     expect(await benchCommand(["--settle", "-1"])).toBe(2);
+    expect(await benchCommand(["--bare-gateway"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
