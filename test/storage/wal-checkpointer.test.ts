@@ -50,30 +50,69 @@ const walRestarts = (path: string): number => {
   }
 };
 
+/** One small commit (one page) every turn for `ms`: a writer that never leaves the WAL fully copied. */
+async function write(insert: { run(x: string): unknown }, ms: number): Promise<number> {
+  let commits = 0;
+  for (const until = Date.now() + ms; Date.now() < until; commits++) {
+    insert.run(`row ${commits}`);
+    await turn();
+  }
+  return commits;
+}
+
+/** Writes without pause in 100-ms stretches until `done()` or 10 s (the worker thread takes a while to start on a loaded machine); returns the commits. */
+async function writeUntil(insert: { run(x: string): unknown }, done: () => boolean): Promise<number> {
+  let commits = 0;
+  for (const until = Date.now() + 10_000; Date.now() < until && !done(); ) commits += await write(insert, 100);
+  return commits;
+}
+
 describe("WAL checkpointer", () => {
-  it("keeps the WAL bounded under a writer that never pauses, resetting it from the writer's connection", async () => {
+  it("keeps the WAL bounded under a writer that never pauses, finishing the copy on the writer's connection at the bound", async () => {
     const { sdb, path, writerCheckpoints } = open();
-    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25);
+    // A bound of 64 pages instead of 64 MB, so a test reaches it.
+    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, 64 * (PAGE + 24));
     cleanups.push(stop);
     const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
-    // One small commit (one page) every turn: a writer that never leaves the WAL fully
-    // copied, so it restarts only when the writer's own connection finishes the copy.
-    const write = async (ms: number): Promise<number> => {
-      let commits = 0;
-      for (const until = Date.now() + ms; Date.now() < until; commits++) {
-        insert.run(`row ${commits}`);
-        await turn();
-      }
-      return commits;
-    };
     const restartsBefore = walRestarts(path);
-    const commits = await write(800);
-    expect(commits).toBeGreaterThan(1_000);
+    const commits = await writeUntil(insert, () => walRestarts(path) > restartsBefore + 2);
     expect(writerCheckpoints()).toBeGreaterThan(0);
     // The WAL restarted from its start, so its file holds fewer pages than were committed
     // (it keeps its largest size). Without the writer's step it never restarts here and
     // grows by a page a commit.
-    expect(walRestarts(path)).toBeGreaterThan(restartsBefore);
+    expect(walRestarts(path)).toBeGreaterThan(restartsBefore + 2);
     expect(walFrames(path)).toBeLessThan(commits * 0.9);
+  });
+
+  it("leaves the writer's thread alone below the bound: no checkpoint runs on it", async () => {
+    const { sdb, path, writerCheckpoints } = open();
+    // A bound this test cannot reach (the default 64 MB takes it under a second here).
+    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, 2 ** 40);
+    cleanups.push(stop);
+    const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
+    // Until the worker has copied pages into the database file, then a while longer.
+    const commits = await writeUntil(insert, () => statSync(path).size > 10 * PAGE);
+    expect(statSync(path).size).toBeGreaterThan(10 * PAGE);
+    await write(insert, 300);
+    // The worker's passes handed no checkpoint to the writer, and the WAL grew a page a commit.
+    expect(writerCheckpoints()).toBe(0);
+    expect(walFrames(path)).toBeGreaterThan(commits);
+  });
+
+  it("restarts the WAL without the writer's step once the writer pauses and the worker catches up", async () => {
+    const { sdb, path, writerCheckpoints } = open();
+    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, 2 ** 40);
+    cleanups.push(stop);
+    const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
+    const restartsBefore = walRestarts(path);
+    await write(insert, 200);
+    // Pauses of 50 ms, one commit after each: once a pass has copied everything, that
+    // commit starts the WAL again from its beginning.
+    for (let i = 0; i < 200 && walRestarts(path) === restartsBefore; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      insert.run(`after pause ${i}`);
+    }
+    expect(walRestarts(path)).toBeGreaterThan(restartsBefore);
+    expect(writerCheckpoints()).toBe(0);
   });
 });
