@@ -12,7 +12,7 @@ const dbs = workerData.paths.map((path) => new Database(path, { timeout: 5000 })
 parentPort.on("message", (i) => {
   try {
     const r = dbs[i].pragma("wal_checkpoint(PASSIVE)")[0];
-    parentPort.postMessage({ i, err: null, left: r.log - r.checkpointed, frames: r.log });
+    parentPort.postMessage({ i, err: null, frames: r.log });
   } catch (err) {
     parentPort.postMessage({ i, err: String((err && err.message) || err) });
   }
@@ -39,12 +39,12 @@ export const MAX_WAL_BYTES = 64 * 1024 * 1024;
  * Then the writer's own connection must copy the last few itself, which costs two fsyncs on
  * the main thread (13-18 ms on a slow VPS disk, during which no message moves). It does so
  * only once the WAL holds `maxWalBytes`, not after every pass: at 1,000 msg/s the journal's
- * WAL grows ~17 MB a second, so that stall comes every four seconds instead of every second.
- * ZeptoClaw's workload in-process, on a guest where `node -e 0` takes 130 ms: p99 3.2-4.5 ms
- * with the step after every pass, 1.4-2.2 ms with it at the bound (three alternating 30-s
- * pairs), for ~3 % more system CPU. `journal_size_limit` trims a file that grew past the
- * bound when the WAL restarts. The cost is disk (up to the bound per database) and, after a
- * crash under load, reading that much WAL once when the gateway starts again.
+ * WAL grows ~17 MB a second, so that stall comes every few seconds instead of every second.
+ * The bound is soft: the WAL reaches it plus what the writer adds in one interval and pass.
+ * `journal_size_limit` (twice the bound) trims a file that grew further once the WAL restarts.
+ * A restart itself costs the writer one fsync (the new WAL header, on its next commit).
+ * The cost is disk (a WAL of the bound and a little more per database) and, after a crash
+ * under load, reading that much WAL once when the gateway starts again.
  */
 export function startWalCheckpointer(
   targets: readonly WalTarget[],
@@ -55,10 +55,13 @@ export function startWalCheckpointer(
   const frameBytes = targets.map((t) => (t.db.pragma("page_size", { simple: true }) as number) + 24);
   for (const t of targets) {
     t.db.pragma("wal_autocheckpoint = 0");
-    t.db.pragma(`journal_size_limit = ${maxWalBytes}`);
+    // Above the bound, so the file is not cut back (and grown again) on every cycle.
+    t.db.pragma(`journal_size_limit = ${2 * maxWalBytes}`);
   }
   /** Checkpoints asked of the worker and not answered yet. */
   let busy = 0;
+  /** Targets already warned about a checkpoint that could not run. */
+  const unusual = new Set<number>();
   let worker: Worker | undefined;
   // Started on the first tick, not at open: a thread takes milliseconds to start, and the
   // gateway should answer /readyz first.
@@ -68,16 +71,24 @@ export function startWalCheckpointer(
       workerData: { paths: targets.map((t) => t.path), module: createRequire(import.meta.url).resolve("better-sqlite3") },
     });
     w.unref();
-    w.on("message", ({ i, err, left, frames }: { i: number; err: string | null; left?: number; frames?: number }) => {
+    w.on("message", ({ i, err, frames }: { i: number; err: string | null; frames?: number }) => {
       busy--;
       const target = targets[i] as WalTarget;
       if (err) {
         logger.warn({ err, file: target.path }, "WAL checkpoint failed");
         return;
       }
-      // Everything copied: the next commit restarts the WAL by itself. Otherwise the writer
-      // finishes the copy only once the WAL is at its bound.
-      if (!left || (frames ?? 0) * (frameBytes[i] as number) < maxWalBytes) return;
+      if (frames === undefined || frames < 0) {
+        // -1: the file is not in WAL mode, or another process holds the checkpoint lock.
+        if (!unusual.has(i)) logger.warn({ file: target.path }, "WAL checkpoint could not run (another process checkpointing, or not in WAL mode)");
+        unusual.add(i);
+        return;
+      }
+      // `frames` is the WAL's length when the pass began: the worker's own view, which cannot
+      // tell whether the writer added pages meanwhile. Below the bound, leave the writer
+      // alone; at it, its connection finishes the copy (a no-op, without fsyncs, when the
+      // worker had copied everything).
+      if (frames * (frameBytes[i] as number) < maxWalBytes) return;
       try {
         if (target.db.open) target.db.pragma("wal_checkpoint(PASSIVE)");
       } catch (e) {

@@ -68,20 +68,32 @@ async function writeUntil(insert: { run(x: string): unknown }, done: () => boole
 }
 
 describe("WAL checkpointer", () => {
-  it("keeps the WAL bounded under a writer that never pauses, finishing the copy on the writer's connection at the bound", async () => {
+  it("keeps the WAL bounded under a writer that never pauses long enough, finishing the copy on the writer's connection at the bound", async () => {
     const { sdb, path, writerCheckpoints } = open();
-    // A bound of 64 pages instead of 64 MB, so a test reaches it.
-    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, 64 * (PAGE + 24));
+    // A bound of 128 pages instead of 64 MB, so a test reaches it.
+    const bound = 128;
+    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, bound * (PAGE + 24));
     cleanups.push(stop);
     const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
+    const commit = sdb.db.transaction((n: number) => {
+      for (let k = 0; k < 8; k++) insert.run(`row ${n}.${k} ${"x".repeat(200)}`);
+    });
+    // A group-committing writer: one transaction per timer turn, as the journal under load,
+    // so the worker (25-ms passes) never finds the WAL fully copied.
     const restartsBefore = walRestarts(path);
-    const commits = await writeUntil(insert, () => walRestarts(path) > restartsBefore + 2);
+    let largest = 0;
+    let commits = 0;
+    for (const until = Date.now() + 10_000; Date.now() < until && walRestarts(path) < restartsBefore + 3; commits++) {
+      commit(commits);
+      largest = Math.max(largest, walFrames(path));
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    expect(walRestarts(path)).toBeGreaterThanOrEqual(restartsBefore + 3);
     expect(writerCheckpoints()).toBeGreaterThan(0);
-    // The WAL restarted from its start, so its file holds fewer pages than were committed
-    // (it keeps its largest size). Without the writer's step it never restarts here and
-    // grows by a page a commit.
-    expect(walRestarts(path)).toBeGreaterThan(restartsBefore + 2);
-    expect(walFrames(path)).toBeLessThan(commits * 0.9);
+    // The bound is soft (what the writer adds during a pass comes on top), but it holds: a
+    // WAL that never restarts grows by a page or more every commit.
+    expect(largest).toBeLessThan(4 * bound);
+    expect(commits).toBeGreaterThan(largest);
   });
 
   it("leaves the writer's thread alone below the bound: no checkpoint runs on it", async () => {
