@@ -7,9 +7,9 @@ import type { AddressInfo } from "node:net";
  * whose SSE body is parsed, the reply written to the user's event stream), on plain
  * node:http with keep-alive, and nothing else: no bus, journal, sessions, SDK, validation,
  * logging or metrics. `zeptoclaw bench --path webchat --bare-gateway` runs it in place of
- * the gateway, under the same load generator and fake LLM, so its throughput is the most
- * any Node.js gateway could answer on this machine with this harness: the floor under
- * target 4, measured rather than estimated.
+ * the gateway, under the same load generator and fake LLM: what a node:http gateway doing
+ * only these legs answers on this machine with this harness, and what its legs cost. A
+ * floor under the gateway's own cost (targets 2b and 4), measured rather than estimated.
  *
  * It reads the environment the bench gives the gateway (`ZEPTOCLAW_LLM_BASE_URL`,
  * `ZEPTOCLAW_LLM_API_KEY`) and prints the gateway's ready line with its port.
@@ -26,6 +26,13 @@ function main(): void {
   };
 
   const ask = (user: string, id: string, text: string): void => {
+    // One reply per message: an error after the reply (a late socket error, say) is dropped.
+    let answered = false;
+    const once = (status: "done" | "error", out: string): void => {
+      if (answered) return;
+      answered = true;
+      reply(user, id, status, out);
+    };
     const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: text }], stream: true });
     const req = request(
       llm,
@@ -34,22 +41,28 @@ function main(): void {
         let buf = "";
         let answer = "";
         res.setEncoding("utf8");
+        let broken = false;
         res.on("data", (chunk: string) => {
           buf += chunk;
           let nl: number;
-          while ((nl = buf.indexOf("\n")) >= 0) {
+          while (!broken && (nl = buf.indexOf("\n")) >= 0) {
             const line = buf.slice(0, nl).trimEnd();
             buf = buf.slice(nl + 1);
             if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-            const delta = (JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
-            if (delta) answer += delta;
+            try {
+              const delta = (JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
+              if (delta) answer += delta;
+            } catch {
+              broken = true;
+            }
           }
         });
-        res.on("end", () => reply(user, id, res.statusCode === 200 ? "done" : "error", answer));
-        res.on("error", () => reply(user, id, "error", "the LLM call failed"));
+        res.on("end", () => once(res.statusCode === 200 && !broken ? "done" : "error", answer));
+        res.on("error", () => once("error", "the LLM call failed"));
       },
     );
-    req.on("error", () => reply(user, id, "error", "the LLM call failed"));
+    req.on("error", () => once("error", "the LLM call failed"));
+    req.setTimeout(15_000, () => req.destroy(new Error("the LLM did not answer in time")));
     req.end(body);
   };
 

@@ -21,7 +21,7 @@ export interface BenchOptions {
   chart: string | undefined;
   /** Folder for a V8 CPU profile of the gateway child (webchat and telegram paths). */
   gatewayCpuProf: string | undefined;
-  /** Web chat: drive a bare stand-in that only makes the HTTP legs, not the gateway: the machine's ceiling. */
+  /** Web chat: drive a bare stand-in that only makes the HTTP legs, not the gateway: a floor under its cost. */
   bareGateway: boolean;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
   progress: "auto" | "plain" | "off";
@@ -64,9 +64,9 @@ Options:
   --json FILE          write every figure as JSON
   --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
   --bare-gateway       webchat: replace the gateway by a stand-in that does only the
-                       HTTP legs of a message (POST, streamed LLM call, SSE reply; no
-                       bus, journal, sessions or SDK): the most any Node.js gateway
-                       could answer on this machine under the same load generator
+                       HTTP legs of a message on node:http (POST, streamed LLM call,
+                       SSE reply; no bus, journal, sessions or SDK): a floor under the
+                       gateway's cost on this machine, under the same load generator
   --progress MODE      auto (bar on a terminal, plain lines otherwise), plain, off
   -h, --help           print this help
 `;
@@ -117,6 +117,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     throw new BenchUsageError(`--progress: expected auto, plain or off, got "${progress}"`);
   }
   if (v["bare-gateway"] === true && path !== "webchat") throw new BenchUsageError("--bare-gateway: only with --path webchat");
+  if (v["bare-gateway"] === true && v.sweep !== undefined) throw new BenchUsageError("--bare-gateway: not with --sweep (each point of a sweep runs the gateway)");
   let sweep: number[] | undefined;
   if (v.sweep !== undefined) {
     sweep = v.sweep.split(",").map((s) => positive("sweep", s.trim(), true));

@@ -23,6 +23,8 @@ export interface BenchReport {
   rate: number | "max";
   llm_latency_ms: number;
   path: string;
+  /** True when `--bare-gateway` ran the stand-in instead of the gateway: not zeptoclaw's figures. */
+  bare_gateway: boolean;
   memory_profile: boolean;
   date: string;
   machine: { cpus: number; cpu_model: string; node: string; platform: string };
@@ -306,6 +308,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     rate: o.rate,
     llm_latency_ms: o.llmLatencyMs,
     path: o.path,
+    bare_gateway: o.bareGateway,
     memory_profile: o.memoryProfile,
     date: new Date().toISOString(),
     machine: { cpus: c.length, cpu_model: c[0]?.model ?? "unknown", node: process.version, platform: `${process.platform}-${process.arch}` },

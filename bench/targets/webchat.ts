@@ -70,7 +70,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     ...childReadings(pid, s.llmLatencyMs),
     details() {
       const u = process.cpuUsage(loadCpuStart);
-      return { gateway_process: "child", ...(s.bareGateway ? { bare_gateway: true } : {}), gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
+      return { gateway_process: "child", gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
     },
     async close() {
       for (const res of open) res.destroy();

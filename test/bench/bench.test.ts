@@ -89,7 +89,7 @@ describe("zeptoclaw bench", () => {
     // The stand-in really made the LLM calls and parsed their streams.
     expect(r.details.error_replies).toBe(0);
     expect(r.details.fake_llm_requests).toBe(r.sent);
-    expect(r.details.bare_gateway).toBe(true);
+    expect(r.bare_gateway).toBe(true);
     expect(formatReport(r)).toContain("BARE STAND-IN");
   });
 
@@ -113,6 +113,8 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--path", "carrier-pigeon"])).toBe(2);
     expect(await benchCommand(["--settle", "-1"])).toBe(2);
     expect(await benchCommand(["--bare-gateway"])).toBe(2);
+    expect(await benchCommand(["--path", "telegram", "--bare-gateway"])).toBe(2);
+    expect(await benchCommand(["--path", "webchat", "--bare-gateway", "--sweep", "10,20"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
