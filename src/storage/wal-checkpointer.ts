@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type Database from "better-sqlite3";
@@ -41,7 +42,8 @@ export const MAX_WAL_BYTES = 64 * 1024 * 1024;
  * only once the WAL holds `maxWalBytes`, not after every pass: at 1,000 msg/s the journal's
  * WAL grows ~17 MB a second, so that stall comes every few seconds instead of every second.
  * The bound is soft: the WAL reaches it plus what the writer adds in one interval and pass.
- * `journal_size_limit` (twice the bound) trims a file that grew further once the WAL restarts.
+ * `journal_size_limit` (twice the bound) trims a file that grew further once the WAL restarts;
+ * while one interval's growth stays under the bound, the file is reused, not cut and regrown.
  * A restart itself costs the writer one fsync (the new WAL header, on its next commit).
  * The cost is disk (a WAL of the bound and a little more per database) and, after a crash
  * under load, reading that much WAL once when the gateway starts again.
@@ -60,8 +62,39 @@ export function startWalCheckpointer(
   }
   /** Checkpoints asked of the worker and not answered yet. */
   let busy = 0;
-  /** Targets already warned about a checkpoint that could not run. */
-  const unusual = new Set<number>();
+  /** When each target was last warned about a pass that failed (at most one warning a minute). */
+  const warnedAt = targets.map(() => Number.NEGATIVE_INFINITY);
+  /** The WAL length each target's writer last stepped in at: an idle WAL is not stepped into again. */
+  const steppedAt = targets.map(() => -1);
+  /** The writer finishes the copy on its own connection. */
+  const step = (i: number): void => {
+    const target = targets[i] as WalTarget;
+    try {
+      if (target.db.open) target.db.pragma("wal_checkpoint(PASSIVE)");
+    } catch (e) {
+      logger.warn({ err: e, file: target.path }, "WAL checkpoint failed");
+    }
+  };
+  /**
+   * A pass that failed (or could not run: not in WAL mode, another process holding the
+   * checkpoint lock) says nothing about the WAL's length: read it from the file, so a worker
+   * that keeps failing cannot let the WAL grow without bound.
+   */
+  const failed = (i: number, err: unknown): void => {
+    const target = targets[i] as WalTarget;
+    const now = Date.now();
+    if (now - (warnedAt[i] as number) >= 60_000) {
+      warnedAt[i] = now;
+      logger.warn({ err, file: target.path }, "WAL checkpoint failed");
+    }
+    let bytes = 0;
+    try {
+      bytes = statSync(`${target.path}-wal`).size;
+    } catch {
+      // No WAL file: nothing to bound.
+    }
+    if (bytes >= maxWalBytes) step(i);
+  };
   let worker: Worker | undefined;
   // Started on the first tick, not at open: a thread takes milliseconds to start, and the
   // gateway should answer /readyz first.
@@ -73,27 +106,16 @@ export function startWalCheckpointer(
     w.unref();
     w.on("message", ({ i, err, frames }: { i: number; err: string | null; frames?: number }) => {
       busy--;
-      const target = targets[i] as WalTarget;
-      if (err) {
-        logger.warn({ err, file: target.path }, "WAL checkpoint failed");
-        return;
-      }
-      if (frames === undefined || frames < 0) {
-        // -1: the file is not in WAL mode, or another process holds the checkpoint lock.
-        if (!unusual.has(i)) logger.warn({ file: target.path }, "WAL checkpoint could not run (another process checkpointing, or not in WAL mode)");
-        unusual.add(i);
-        return;
-      }
+      if (err) return failed(i, err);
+      // -1: the file is not in WAL mode, or another process holds the checkpoint lock.
+      if (frames === undefined || frames < 0) return failed(i, "the checkpoint could not run (another process checkpointing, or not in WAL mode)");
       // `frames` is the WAL's length when the pass began: the worker's own view, which cannot
       // tell whether the writer added pages meanwhile. Below the bound, leave the writer
       // alone; at it, its connection finishes the copy (a no-op, without fsyncs, when the
-      // worker had copied everything).
-      if (frames * (frameBytes[i] as number) < maxWalBytes) return;
-      try {
-        if (target.db.open) target.db.pragma("wal_checkpoint(PASSIVE)");
-      } catch (e) {
-        logger.warn({ err: e, file: target.path }, "WAL checkpoint failed");
-      }
+      // worker had copied everything). A WAL that has not moved since the last step is left.
+      if (frames * (frameBytes[i] as number) < maxWalBytes || frames === steppedAt[i]) return;
+      steppedAt[i] = frames;
+      step(i);
     });
     w.on("error", (err) => logger.error({ err }, "WAL checkpoint worker failed"));
     // A worker that died is started again on the next tick, so checkpoints never stop for good.
