@@ -1,10 +1,12 @@
 import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { readChatStream } from "../src/agent/chat-stream.js";
 
 /**
  * A stand-in for the gateway on the web chat path that does only what no gateway can skip:
  * the three HTTP legs of a message (the POST answered 202, a streamed chat call to the LLM
- * whose SSE body is parsed, the reply written to the user's event stream), on plain
+ * whose SSE body is parsed by the gateway's own reader, the reply written to the user's
+ * event stream), on plain
  * node:http with keep-alive, and nothing else: no bus, journal, sessions, SDK, validation,
  * logging or metrics. `zeptoclaw bench --path webchat --bare-gateway` runs it in place of
  * the gateway, under the same load generator and fake LLM: what a node:http gateway doing
@@ -38,27 +40,14 @@ function main(): void {
       llm,
       { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: auth } },
       (res) => {
-        let buf = "";
+        // The gateway's own stream reader: the part of the LLM leg every gateway needs.
         let answer = "";
-        res.setEncoding("utf8");
-        let broken = false;
-        res.on("data", (chunk: string) => {
-          buf += chunk;
-          let nl: number;
-          while (!broken && (nl = buf.indexOf("\n")) >= 0) {
-            const line = buf.slice(0, nl).trimEnd();
-            buf = buf.slice(nl + 1);
-            if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-            try {
-              const delta = (JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
-              if (delta) answer += delta;
-            } catch {
-              broken = true;
-            }
-          }
-        });
-        res.on("end", () => once(res.statusCode === 200 && !broken ? "done" : "error", answer));
-        res.on("error", () => once("error", "the LLM call failed"));
+        readChatStream(res, (chunk) => {
+          answer += chunk.choices?.[0]?.delta?.content ?? "";
+        }).then(
+          () => once(res.statusCode === 200 ? "done" : "error", answer),
+          () => once("error", "the LLM call failed"),
+        );
       },
     );
     req.on("error", () => once("error", "the LLM call failed"));
