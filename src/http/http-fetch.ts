@@ -111,8 +111,9 @@ export interface HttpFetch {
  * of CPU per streamed chat call in web streams, transferables and header objects; this one
  * hands the SDK the response's own byte stream, which our chat stream reader
  * (agent/chat-stream.ts) reads directly. It does what their JSON calls need and no more:
- * string or byte bodies, no redirects followed, no cache. Connection failures reject with a TypeError, like fetch; an aborted
- * signal rejects (or breaks the body stream) with an AbortError.
+ * string or byte bodies, no redirects followed, no cache. Connection failures reject with a
+ * TypeError, like fetch; an aborted signal rejects (or breaks the body stream) with an
+ * AbortError.
  */
 export function createHttpFetch(maxSockets: number): HttpFetch {
   const http = new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo", timeout: IDLE_TIMEOUT_MS });
