@@ -119,7 +119,9 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       controller.abort(new Error("LLM attempt timed out"));
     }, o.timeoutMs);
     const onAbort = (): void => controller.abort(req.signal.reason);
-    req.signal.addEventListener("abort", onAbort, { once: true });
+    // A signal that aborted already never fires: a call started during shutdown stops here.
+    if (req.signal.aborted) onAbort();
+    else req.signal.addEventListener("abort", onAbort, { once: true });
     const signal = controller.signal;
     const started = performance.now();
     let streamed = false;
