@@ -74,22 +74,27 @@ async function writeUntil(insert: { run(x: string): unknown }, done: () => boole
 describe("WAL checkpointer", () => {
   it("keeps the WAL bounded under a writer that never pauses long enough, finishing the copy on the writer's connection at the bound", async () => {
     const { sdb, path, writerCheckpoints, stepLogs } = open();
-    // A bound of 128 pages instead of 64 MB, so a test reaches it.
-    const bound = 128;
+    // A bound of 2,048 pages (8 MB) instead of 64 MB, so a test reaches it quickly, and well
+    // above what this writer adds in one 25-ms interval (~800 pages on a fast machine): a
+    // writer stepping in on every pass would be seen stepping below it.
+    const bound = 2048;
     const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, bound * (PAGE + 24));
     cleanups.push(stop);
     const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
     const commit = sdb.db.transaction((n: number) => {
       for (let k = 0; k < 8; k++) insert.run(`row ${n}.${k} ${"x".repeat(200)}`);
     });
-    // A group-committing writer: one transaction per timer turn, as the journal under load,
-    // so the worker (25-ms passes) never finds the WAL fully copied.
+    // A group-committing writer: one transaction per event-loop turn, as the journal under
+    // load, so a commit lands during every pass of the worker (25-ms interval) and the worker
+    // never finds the WAL fully copied. (One commit per timer turn, every millisecond or
+    // more, let a fast machine's worker finish a pass between two commits: the WAL then
+    // restarted by itself and the writer's step was never exercised.)
     const restartsBefore = walRestarts(path);
     let largestAfterFirstRestart = 0;
     for (let n = 0, until = Date.now() + 10_000; Date.now() < until && walRestarts(path) < restartsBefore + 4; n++) {
       commit(n);
       if (walRestarts(path) > restartsBefore) largestAfterFirstRestart = Math.max(largestAfterFirstRestart, walFrames(path));
-      await new Promise((r) => setTimeout(r, 0));
+      await turn();
     }
     expect(walRestarts(path)).toBeGreaterThanOrEqual(restartsBefore + 4);
     expect(writerCheckpoints()).toBeGreaterThan(0);
