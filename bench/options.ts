@@ -21,6 +21,10 @@ export interface BenchOptions {
   chart: string | undefined;
   /** Folder for a V8 CPU profile of the gateway child (webchat and telegram paths). */
   gatewayCpuProf: string | undefined;
+  /** Extra node flags for the gateway child (webchat, telegram), e.g. V8's GC flags. */
+  gatewayNodeArgs: string[];
+  /** Where the gateway child's output goes (appended), for what those flags print. */
+  gatewayLog: string | undefined;
   /** Web chat: drive a bare stand-in that only makes the HTTP legs, not the gateway: a floor under its cost. */
   bareGateway: boolean;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
@@ -63,6 +67,11 @@ Options:
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
   --json FILE          write every figure as JSON
   --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
+  --gateway-node-arg A webchat, telegram: pass the node flag A to the gateway child
+                       (repeatable; e.g. --gateway-node-arg=--trace-gc). For inproc, put
+                       the flag before the script: node A dist/app/cli.js bench ...
+  --gateway-log FILE   webchat, telegram: append the gateway child's output to FILE
+                       (its log lines, and what such flags print)
   --bare-gateway       webchat: replace the gateway by a stand-in that does only the
                        HTTP legs of a message on node:http (POST, streamed LLM call,
                        SSE reply; no bus, journal, sessions or SDK): a floor under the
@@ -99,6 +108,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         json: { type: "string" },
         chart: { type: "string" },
         "gateway-cpu-prof": { type: "string" },
+        "gateway-node-arg": { type: "string", multiple: true },
+        "gateway-log": { type: "string" },
         "bare-gateway": { type: "boolean" },
         progress: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -117,6 +128,12 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     throw new BenchUsageError(`--progress: expected auto, plain or off, got "${progress}"`);
   }
   if (v["bare-gateway"] === true && path !== "webchat") throw new BenchUsageError("--bare-gateway: only with --path webchat");
+  const gatewayNodeArgs = v["gateway-node-arg"] ?? [];
+  for (const [flag, given] of [["--gateway-node-arg", gatewayNodeArgs.length > 0], ["--gateway-log", v["gateway-log"] !== undefined]] as const) {
+    if (given && path === "inproc") throw new BenchUsageError(`${flag}: only with --path webchat or telegram (inproc runs the gateway in this process: give node flags before the script)`);
+  }
+  const badArg = gatewayNodeArgs.find((a) => !a.startsWith("-"));
+  if (badArg !== undefined) throw new BenchUsageError(`--gateway-node-arg: expected a node flag such as --trace-gc, got "${badArg}"`);
   if (v["bare-gateway"] === true && v.sweep !== undefined) throw new BenchUsageError("--bare-gateway: not with --sweep (each point of a sweep runs the gateway)");
   let sweep: number[] | undefined;
   if (v.sweep !== undefined) {
@@ -137,6 +154,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     json: v.json,
     chart: v.chart,
     gatewayCpuProf: v["gateway-cpu-prof"],
+    gatewayNodeArgs,
+    gatewayLog: v["gateway-log"],
     bareGateway: v["bare-gateway"] === true,
     progress,
     help: v.help === true,

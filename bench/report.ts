@@ -12,7 +12,7 @@ function cpuOfTheRest(d: Record<string, unknown>): string {
 export function formatReport(r: BenchReport): string {
   const d = r.details;
   const lines = [
-    `zeptoclaw bench: path ${r.path}${r.bare_gateway ? " (BARE STAND-IN, not the gateway: only the HTTP legs, a floor)" : ""}, ${r.users} users, ${r.duration_s} s, rate ${r.rate === "max" ? "max (closed loop)" : `${r.rate} msg/s per user (open loop)`}, LLM latency ${r.llm_latency_ms} ms`,
+    `zeptoclaw bench: path ${r.path}${r.bare_gateway ? " (BARE STAND-IN, not the gateway: only the HTTP legs, a floor)" : ""}, ${r.users} users, ${r.duration_s} s, rate ${r.rate === "max" ? "max (closed loop)" : `${r.rate} msg/s per user (open loop)`}, LLM latency ${r.llm_latency_ms} ms${r.gateway_node_args.length > 0 ? `; gateway run with node ${r.gateway_node_args.join(" ")}` : ""}`,
     `  machine       ${r.machine.cpus} cpus, ${r.machine.cpu_model}, node ${r.machine.node}`,
     `  sent          ${r.sent}`,
     `  answered      ${r.answered}${d.error_replies ? ` (${String(d.error_replies)} of them error replies)` : ""}`,

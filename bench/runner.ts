@@ -25,6 +25,8 @@ export interface BenchReport {
   path: string;
   /** True when `--bare-gateway` ran the stand-in instead of the gateway: not zeptoclaw's figures. */
   bare_gateway: boolean;
+  /** Node flags the gateway child ran with (`--gateway-node-arg`), which change what is measured. */
+  gateway_node_args: string[];
   memory_profile: boolean;
   date: string;
   machine: { cpus: number; cpu_model: string; node: string; platform: string };
@@ -166,8 +168,17 @@ export async function runBench(o: BenchOptions, deps: RunnerDeps): Promise<Bench
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-"));
   const perUserInFlight = o.rate === "max" ? 2 : Math.ceil(o.rate * (o.llmLatencyMs / 1000 + 1)) + 4;
   const busBufferSize = Math.max(100_000, o.users * perUserInFlight);
-  const gatewayNodeArgs = o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [];
-  const target = await deps.startTarget({ users: o.users, llmLatencyMs: o.llmLatencyMs, busBufferSize, dir, gatewayNodeArgs, settleMinMs: o.settleS * 1000, bareGateway: o.bareGateway });
+  const gatewayNodeArgs = [...o.gatewayNodeArgs, ...(o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [])];
+  const target = await deps.startTarget({
+    users: o.users,
+    llmLatencyMs: o.llmLatencyMs,
+    busBufferSize,
+    dir,
+    gatewayNodeArgs,
+    gatewayLog: o.gatewayLog,
+    settleMinMs: o.settleS * 1000,
+    bareGateway: o.bareGateway,
+  });
   try {
     return await drive(o, target, deps);
   } finally {
@@ -309,6 +320,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     llm_latency_ms: o.llmLatencyMs,
     path: o.path,
     bare_gateway: o.bareGateway,
+    gateway_node_args: o.gatewayNodeArgs,
     memory_profile: o.memoryProfile,
     date: new Date().toISOString(),
     machine: { cpus: c.length, cpu_model: c[0]?.model ?? "unknown", node: process.version, platform: `${process.platform}-${process.arch}` },

@@ -30,6 +30,8 @@ export async function runSweep(o: BenchOptions, counts: number[], log: (line: st
       const file = join(dir, `${users}.json`);
       const args = [BUILT_CLI, "bench", "--users", String(users), "--duration", String(o.durationS), "--rate", String(o.rate), "--llm-latency", String(o.llmLatencyMs), "--path", o.path, "--settle", String(o.settleS), "--warmup", String(o.warmupS), "--json", file, "--progress", o.progress === "off" ? "off" : "plain"];
       if (o.memoryProfile) args.push("--memory-profile");
+      for (const a of o.gatewayNodeArgs) args.push(`--gateway-node-arg=${a}`);
+      if (o.gatewayLog !== undefined) args.push("--gateway-log", o.gatewayLog);
       log(`sweep: ${users} users...`);
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
@@ -75,24 +75,31 @@ export interface GatewayChild {
 /**
  * Starts `node <nodeArgs> dist/app/cli.js gateway` (or another `entry`) with `env` and resolves
  * once it logs "zeptoclaw gateway ready"; every stdout line also goes to `onLine` (e.g. a scan
- * for secrets).
+ * for secrets), and all of its output is appended to `logFile` when one is given.
  */
 export async function spawnGateway(
   env: NodeJS.ProcessEnv,
   nodeArgs: string[],
   onLine?: (line: string) => void,
   entry: string[] = [BUILT_CLI, "gateway"],
+  logFile?: string,
 ): Promise<GatewayChild> {
   const child = spawn(process.execPath, [...nodeArgs, ...entry], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
+  if (log) child.once("close", () => log.end());
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     const text = d.toString("utf8");
     onLine?.(text);
+    log?.write(d);
     if (stderr.length < 4096) stderr += text;
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   // Keep draining the pipes so the child never blocks on a full one.
-  lines.on("line", (line) => onLine?.(line));
+  lines.on("line", (line) => {
+    onLine?.(line);
+    log?.write(`${line}\n`);
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the gateway did not become ready within 15 s: ${stderr}`)), 15_000);
     child.once("exit", (code) => {

@@ -34,8 +34,10 @@ export interface TargetSettings {
   /** Bus buffer: large enough that the bench's own users are never refused. */
   busBufferSize: number;
   dir: string;
-  /** Extra node flags for a gateway child process (profiling). */
+  /** Extra node flags for a gateway child process (profiling, GC flags). */
   gatewayNodeArgs?: string[];
+  /** A file the gateway child's output is appended to. */
+  gatewayLog?: string | undefined;
   /** Web chat: run the bare stand-in (bench/bare-gateway.ts) instead of the gateway. */
   bareGateway?: boolean;
   /** Least time `settle` keeps collecting before a memory reading (inproc). */

@@ -126,9 +126,15 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
     ZEPTOCLAW_CHANNELS_TELEGRAM_API_ROOT: tg.url,
   });
   try {
-    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? [], (line) => {
-      if (line.includes(BENCH_BOT_TOKEN)) tokenInLogs++;
-    });
+    gateway = await spawnGateway(
+      env,
+      s.gatewayNodeArgs ?? [],
+      (line) => {
+        if (line.includes(BENCH_BOT_TOKEN)) tokenInLogs++;
+      },
+      undefined,
+      s.gatewayLog,
+    );
   } catch (err) {
     await tg.close();
     await llm.close();

@@ -31,7 +31,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
   const env = gatewayEnv(s, llm, {});
   let gateway: GatewayChild;
   try {
-    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? [], undefined, s.bareGateway ? [BARE_GATEWAY] : undefined);
+    gateway = await spawnGateway(env, s.gatewayNodeArgs ?? [], undefined, s.bareGateway ? [BARE_GATEWAY] : undefined, s.gatewayLog);
   } catch (err) {
     await llm.close();
     throw err;

@@ -93,6 +93,25 @@ describe("zeptoclaw bench", () => {
     expect(formatReport(r)).toContain("BARE STAND-IN");
   });
 
+  it("runs the gateway child with extra node flags, records them, and keeps what the child printed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-log-"));
+    try {
+      const log = join(dir, "gateway.log");
+      const r = await benchOnce(
+        parseBenchArgs(["--users", "20", "--duration", "1", "--path", "webchat", "--gateway-node-arg=--trace-gc", "--gateway-log", log, "--progress", "off"]),
+      );
+      expect(r.lost).toBe(0);
+      expect(r.gateway_node_args).toEqual(["--trace-gc"]);
+      expect(formatReport(r)).toContain("gateway run with node --trace-gc");
+      const text = readFileSync(log, "utf8");
+      // What V8 printed for the flag, and the gateway's own log lines around it.
+      expect(text).toMatch(/Scavenge|Mark-Compact/);
+      expect(text).toContain("zeptoclaw gateway ready");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("answers every message through the Telegram channel, long-polling a fake Bot API (gateway in a child process)", async () => {
     const r = await benchOnce(parseBenchArgs(["--users", "30", "--duration", "2", "--path", "telegram", "--progress", "off"]));
     expectWellFormed(r);
@@ -115,6 +134,10 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--bare-gateway"])).toBe(2);
     expect(await benchCommand(["--path", "telegram", "--bare-gateway"])).toBe(2);
     expect(await benchCommand(["--path", "webchat", "--bare-gateway", "--sweep", "10,20"])).toBe(2);
+    // inproc runs the gateway in this process: its node flags go before the script.
+    expect(await benchCommand(["--gateway-node-arg=--trace-gc"])).toBe(2);
+    expect(await benchCommand(["--gateway-log", "gateway.log"])).toBe(2);
+    expect(await benchCommand(["--path", "webchat", "--gateway-node-arg", "trace-gc"])).toBe(2);
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
