@@ -62,8 +62,14 @@ export function startWalCheckpointer(
   }
   /** Checkpoints asked of the worker and not answered yet. */
   let busy = 0;
-  /** When each target was last warned about a pass that failed (at most one warning a minute). */
+  /** When each target was last warned about a failed checkpoint (at most one warning a minute). */
   const warnedAt = targets.map(() => Number.NEGATIVE_INFINITY);
+  const warn = (i: number, err: unknown): void => {
+    const now = Date.now();
+    if (now - (warnedAt[i] as number) < 60_000) return;
+    warnedAt[i] = now;
+    logger.warn({ err, file: (targets[i] as WalTarget).path }, "WAL checkpoint failed");
+  };
   /** The WAL length each target's writer last stepped in at: an idle WAL is not stepped into again. */
   const steppedAt = targets.map(() => -1);
   /** The writer finishes the copy on its own connection. */
@@ -72,7 +78,7 @@ export function startWalCheckpointer(
     try {
       if (target.db.open) target.db.pragma("wal_checkpoint(PASSIVE)");
     } catch (e) {
-      logger.warn({ err: e, file: target.path }, "WAL checkpoint failed");
+      warn(i, e);
     }
   };
   /**
@@ -82,11 +88,7 @@ export function startWalCheckpointer(
    */
   const failed = (i: number, err: unknown): void => {
     const target = targets[i] as WalTarget;
-    const now = Date.now();
-    if (now - (warnedAt[i] as number) >= 60_000) {
-      warnedAt[i] = now;
-      logger.warn({ err, file: target.path }, "WAL checkpoint failed");
-    }
+    warn(i, err);
     let bytes = 0;
     try {
       bytes = statSync(`${target.path}-wal`).size;
