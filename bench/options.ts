@@ -129,9 +129,11 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   }
   if (v["bare-gateway"] === true && path !== "webchat") throw new BenchUsageError("--bare-gateway: only with --path webchat");
   const gatewayNodeArgs = v["gateway-node-arg"] ?? [];
-  for (const [flag, given] of [["--gateway-node-arg", gatewayNodeArgs.length > 0], ["--gateway-log", v["gateway-log"] !== undefined]] as const) {
-    if (given && path === "inproc") throw new BenchUsageError(`${flag}: only with --path webchat or telegram (inproc runs the gateway in this process: give node flags before the script)`);
+  // inproc runs the gateway in this process: no child to pass flags to or to log.
+  if (gatewayNodeArgs.length > 0 && path === "inproc") {
+    throw new BenchUsageError("--gateway-node-arg: only with --path webchat or telegram (for inproc, give node flags before the script)");
   }
+  if (v["gateway-log"] !== undefined && path === "inproc") throw new BenchUsageError("--gateway-log: only with --path webchat or telegram (inproc has no gateway child)");
   const badArg = gatewayNodeArgs.find((a) => !a.startsWith("-"));
   if (badArg !== undefined) throw new BenchUsageError(`--gateway-node-arg: expected a node flag such as --trace-gc, got "${badArg}"`);
   if (v["bare-gateway"] === true && v.sweep !== undefined) throw new BenchUsageError("--bare-gateway: not with --sweep (each point of a sweep runs the gateway)");
