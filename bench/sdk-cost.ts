@@ -9,7 +9,7 @@ import { numberFlag } from "./script-args.js";
  * What one chat call through the official openai SDK costs the calling process, apart from
  * everything else the gateway does: the fake server runs in a child process, this process
  * only makes calls. `node dist/bench/sdk-cost.js [--calls N] [--concurrency C] [--no-stream] [--builtin-fetch]`:
- * the gateway's own fetch (on undici's request API) by default, Node's built-in fetch (undici) with the last flag.
+ * the gateway's own fetch (node:http) by default, Node's built-in fetch (undici) with the last flag.
  */
 async function main(): Promise<void> {
   if (process.argv[2] === "--serve") {
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     process.stdout.write(
-      `${calls} ${stream ? "streamed" : "plain"} calls with ${builtin ? "built-in fetch" : "the gateway's fetch (undici)"}, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
+      `${calls} ${stream ? "streamed" : "plain"} calls with ${builtin ? "built-in fetch" : "node:http fetch"}, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
         `client CPU ${((cpu.user + cpu.system) / calls).toFixed(0)} us per call\n`,
     );
     http.close();

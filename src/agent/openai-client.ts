@@ -74,9 +74,9 @@ function toLlmError(OpenAI: OpenAIModule, err: unknown, timedOut: boolean): LlmE
  * (OpenAI, OpenRouter, Ollama, vLLM, Groq). Calls are bounded by a concurrency limit and a
  * requests-per-minute limiter, streamed, and retried on 429, 5xx, timeouts and broken streams
  * with exponential backoff and jitter, honouring Retry-After. The SDK's own retries are off
- * so that one loop owns the policy. The SDK's requests go through our `fetch` on undici's
- * request API (keep-alive pool of `maxConcurrency` connections), which costs about half the
- * CPU per call of Node's built-in one (`node dist/bench/sdk-cost.js`).
+ * so that one loop owns the policy. The SDK's requests go through our node:http `fetch`
+ * (keep-alive pool of `maxConcurrency` sockets), which costs about half the CPU per call of
+ * Node's built-in one (`node dist/bench/sdk-cost.js`).
  */
 export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
   // The SDK is loaded on first use (or by warm()), not at start: it is the largest module
@@ -88,8 +88,6 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       // The SDK builds each request's headers with the global Headers, whose first use loads
       // undici (~30 ms of module loading): here, not under the first burst of messages.
       if (typeof Headers !== "function") throw new Error("this Node.js has no global Headers, which the openai SDK needs (Node >= 20.19)");
-      const http = createHttpFetch(o.maxConcurrency);
-      http.warm();
       return {
       OpenAI,
       sdk: new OpenAI({
@@ -98,7 +96,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
         apiKey: o.apiKey || "not-needed",
         maxRetries: 0,
         timeout: o.timeoutMs,
-        fetch: http.fetch as unknown as typeof fetch,
+        fetch: createHttpFetch(o.maxConcurrency).fetch as unknown as typeof fetch,
       }),
       };
     }));

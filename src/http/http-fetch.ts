@@ -1,15 +1,12 @@
-import type { IncomingHttpHeaders } from "node:http";
+import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, request as httpRequest } from "node:http";
+import type * as Https from "node:https";
 import { createRequire } from "node:module";
-import type { Readable } from "node:stream";
-import type * as Undici from "undici";
 
-// undici is ~70 ms to load: required on the first call (the LLM client warms it after the
-// gateway is ready), not while the gateway starts.
-const requireDep = createRequire(import.meta.url);
-let undici: typeof Undici | undefined;
-const loadUndici = (): typeof Undici => (undici ??= requireDep("undici") as typeof Undici);
+// node:https (and TLS under it) is ~10 ms to load: loaded when the first https:// call is made,
+// not while the gateway starts.
+const requireBuiltin = createRequire(import.meta.url);
 
-/** The subset of `fetch`'s init the openai SDK and grammy pass. */
+/** The subset of `fetch`'s init the openai SDK passes. */
 interface FetchInit {
   method?: string;
   headers?: ConstructorParameters<typeof Headers>[0] | undefined;
@@ -17,7 +14,7 @@ interface FetchInit {
   signal?: AbortSignal | null | undefined;
 }
 
-/** Read-only response headers over the already-parsed header object. */
+/** Read-only response headers over Node's already-parsed header object. */
 class ResponseHeaders {
   constructor(private readonly raw: IncomingHttpHeaders) {}
   get(name: string): string | null {
@@ -44,23 +41,24 @@ class ResponseHeaders {
   }
 }
 
-/** What the SDKs read of a response: status, headers, and the body as bytes, text or JSON. */
+/** What the SDK reads of a response: status, headers, and the body as bytes, text or JSON. */
 class HttpResponse {
   readonly ok: boolean;
-  readonly statusText = "";
+  readonly status: number;
+  readonly statusText: string;
   readonly headers: ResponseHeaders;
   readonly redirected = false;
   readonly type = "basic";
   bodyUsed = false;
   constructor(
     readonly url: string,
-    readonly status: number,
-    headers: IncomingHttpHeaders,
-    /** A Node stream of byte chunks, which is all the SDK's stream reader and ours need. */
-    readonly body: Readable,
+    /** An async iterable of byte chunks, which is all the SDK's stream reader needs. */
+    readonly body: IncomingMessage,
   ) {
-    this.ok = status >= 200 && status < 300;
-    this.headers = new ResponseHeaders(headers);
+    this.status = body.statusCode ?? 0;
+    this.ok = this.status >= 200 && this.status < 300;
+    this.statusText = body.statusMessage ?? "";
+    this.headers = new ResponseHeaders(body.headers);
   }
   async arrayBuffer(): Promise<ArrayBuffer> {
     this.bodyUsed = true;
@@ -84,105 +82,89 @@ function abortError(signal: AbortSignal): Error {
   return err;
 }
 
-/** Headers the client owns: undici refuses them from a caller. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "host"]);
-
 function headerObject(init: ConstructorParameters<typeof Headers>[0] | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!init) return out;
   const pairs = init instanceof Headers || Array.isArray(init) ? (init as Iterable<[string, string]>) : Object.entries(init);
-  for (const [k, v] of pairs) {
-    const name = k.toLowerCase();
-    if (!HOP_BY_HOP.has(name)) out[name] = String(v);
-  }
+  for (const [k, v] of pairs) out[k.toLowerCase()] = String(v);
   return out;
 }
 
 /**
- * How long a pooled connection may sit idle when the server announces no `Keep-Alive:
- * timeout=N`. One that does is closed a second before its announced timeout, instead of
- * being reused just as the server closes it (an ECONNRESET, and a retry after backoff).
+ * How long a pooled connection may sit idle. It also switches on Node's reading of the
+ * server's `Keep-Alive: timeout=N` header, which Node 20's agent ignores when the agent has
+ * no timeout of its own: with it, an idle connection is closed a second before the server
+ * would close it, instead of being reused just as the server closes it (an ECONNRESET, and
+ * a retry after backoff). A server that announces nothing gets this.
  */
 const IDLE_TIMEOUT_MS = 15_000;
 
-/** A `fetch` on undici's connection pools. */
+/** A `fetch` on node:http, and the connection pools behind it. */
 export interface HttpFetch {
   fetch: (url: string | URL | Request, init?: FetchInit) => Promise<HttpResponse>;
-  /** Loads undici now rather than on the first call. */
-  warm(): void;
   close(): void;
 }
 
 /**
- * A `fetch` for the SDKs that take one (openai's and grammy's `fetch` options), on undici's
- * `request` API with keep-alive pools of `maxConnections` per origin. Node's built-in fetch
- * (undici too, under web streams, transferables and header objects) costs about half a
- * millisecond of CPU per streamed chat call, and node:http's ClientRequest ~100 µs; this
- * costs about a third of the latter (`node dist/bench/sdk-cost.js`). It hands the SDK the
- * response's own byte stream, which our chat stream reader (agent/chat-stream.ts) reads
- * directly. It does what their JSON calls need and no more: string or byte bodies, no
- * redirects followed, no cache. Connection failures reject with a TypeError, like fetch; an
- * aborted signal rejects (or breaks the body stream) with an AbortError. Headers and body
- * take as long as the caller allows: the SDK's and grammy's own timeouts govern, not undici's.
+ * A `fetch` on node:http with keep-alive pools, for the SDKs that take one (openai's and
+ * grammy's `fetch` options). Node's built-in fetch (undici) costs about half a millisecond
+ * of CPU per streamed chat call in web streams, transferables and header objects; this one
+ * hands the SDK the response's own byte stream, which our chat stream reader
+ * (agent/chat-stream.ts) reads directly. It does what their JSON calls need and no more:
+ * string or byte bodies, no redirects followed, no cache. Connection failures reject with a
+ * TypeError, like fetch; an aborted signal rejects (or breaks the body stream) with an
+ * AbortError.
  */
-export function createHttpFetch(maxConnections: number): HttpFetch {
-  let agent: Undici.Agent | undefined;
-  let closed = false;
-  const createAgent = (): Undici.Agent =>
-    new (loadUndici().Agent)({
-      connections: maxConnections,
-      keepAliveTimeout: IDLE_TIMEOUT_MS,
-      keepAliveTimeoutThreshold: 1_000,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
+export function createHttpFetch(maxSockets: number): HttpFetch {
+  const http = new HttpAgent({ keepAlive: true, maxSockets, scheduling: "lifo", timeout: IDLE_TIMEOUT_MS });
+  let https: { module: typeof Https; agent: Https.Agent } | undefined;
+  const secure = (): NonNullable<typeof https> => {
+    if (https) return https;
+    const module = requireBuiltin("node:https") as typeof Https;
+    return (https = { module, agent: new module.Agent({ keepAlive: true, maxSockets, scheduling: "lifo", timeout: IDLE_TIMEOUT_MS }) });
+  };
   return {
     fetch(input, init = {}) {
       const url = typeof input === "string" ? new URL(input) : input instanceof URL ? input : new URL(input.url);
       const { signal } = init;
       if (signal?.aborted) return Promise.reject(abortError(signal));
       if (url.protocol !== "https:" && url.protocol !== "http:") return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
-      const body = init.body ?? null;
-      if (body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) {
+      const body = init.body;
+      if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) {
         return Promise.reject(new TypeError("fetch: only string and byte bodies are supported"));
       }
-      if (closed) return Promise.reject(new TypeError("fetch failed", { cause: new Error("the HTTP client is closed") }));
-      const pool = (agent ??= createAgent());
-      let res: Undici.Dispatcher.ResponseData | undefined;
-      // Registered before undici's own listener, so a body still arriving breaks with an
-      // AbortError (fetch's contract) rather than with the bare abort reason.
-      const onAbort = (): void => {
-        res?.body.destroy(abortError(signal as AbortSignal));
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const release = (): void => signal?.removeEventListener("abort", onAbort);
-      return pool
-        .request({
-          origin: url.origin,
-          path: url.pathname + url.search,
-          method: (init.method ?? "GET") as Undici.Dispatcher.HttpMethod,
-          headers: headerObject(init.headers),
-          body: body as string | Uint8Array | null,
-          ...(signal ? { signal } : {}),
-        })
-        .then(
-          (r) => {
-            res = r;
-            if (signal) r.body.once("close", release);
-            return new HttpResponse(url.href, r.statusCode, r.headers as IncomingHttpHeaders, r.body);
-          },
-          (err: Error) => {
-            release();
-            throw signal?.aborted ? abortError(signal) : new TypeError("fetch failed", { cause: err });
-          },
-        );
-    },
-    warm() {
-      agent ??= createAgent();
+      const headers = headerObject(init.headers);
+      if (body !== undefined && body !== null) headers["content-length"] = String(Buffer.byteLength(body));
+      const tls = url.protocol === "https:" ? secure() : undefined;
+      const send = tls ? tls.module.request : httpRequest;
+      const agent = tls ? tls.agent : http;
+      return new Promise<HttpResponse>((resolve, reject) => {
+        let response: IncomingMessage | undefined;
+        const req = send(url, { method: init.method ?? "GET", headers, agent }, (res) => {
+          response = res;
+          res.once("close", () => signal?.removeEventListener("abort", onAbort));
+          resolve(new HttpResponse(url.href, res));
+        });
+        const onAbort = (): void => {
+          const err = abortError(signal as AbortSignal);
+          if (response) response.destroy(err);
+          else req.destroy(err);
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        req.once("close", () => {
+          // The request closes once its response has been read to the end or destroyed.
+          if (!response) signal?.removeEventListener("abort", onAbort);
+        });
+        req.once("error", (err: Error) => {
+          if (response) return;
+          reject(err.name === "AbortError" ? err : new TypeError("fetch failed", { cause: err }));
+        });
+        req.end(body as string | Uint8Array | undefined);
+      });
     },
     close() {
-      closed = true;
-      void agent?.destroy().catch(() => undefined);
+      http.destroy();
+      https?.agent.destroy();
     },
   };
 }
