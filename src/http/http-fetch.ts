@@ -140,7 +140,19 @@ export function createHttpFetch(maxSockets: number): HttpFetch {
       const agent = tls ? tls.agent : http;
       return new Promise<HttpResponse>((resolve, reject) => {
         let response: IncomingMessage | undefined;
-        const req = send(url, { method: init.method ?? "GET", headers, agent }, (res) => {
+        // Plain options rather than the URL, which node:http would convert into them on every
+        // call (~6 µs of a ~100 µs exchange). An IPv6 literal loses its brackets, as there.
+        const host = url.hostname;
+        const options = {
+          protocol: url.protocol,
+          hostname: host.startsWith("[") ? host.slice(1, -1) : host,
+          port: url.port,
+          path: url.pathname + url.search,
+          method: init.method ?? "GET",
+          headers,
+          agent,
+        };
+        const req = send(options, (res) => {
           response = res;
           res.once("close", () => signal?.removeEventListener("abort", onAbort));
           resolve(new HttpResponse(url.href, res));

@@ -81,6 +81,36 @@ describe("the gateway's fetch for the openai SDK", () => {
     expect(connections).toBe(2);
   });
 
+  it("sends the method, path, query, Host and a counted body as given", async () => {
+    let seen: Record<string, unknown> = {};
+    server = createServer((req, res) => {
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (c: string) => (body += c));
+      req.on("end", () => {
+        seen = { method: req.method, url: req.url, host: req.headers.host, type: req.headers["content-type"], length: req.headers["content-length"], body };
+        res.end("{}");
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    http = createHttpFetch(1);
+    const res = await http.fetch(`http://127.0.0.1:${port}/v1/chat/completions?api-version=2024-10-21`, {
+      method: "POST",
+      headers: new Headers({ "Content-Type": "application/json" }),
+      body: '{"q":"héllo"}',
+    });
+    expect(res.status).toBe(200);
+    expect(seen).toEqual({
+      method: "POST",
+      url: "/v1/chat/completions?api-version=2024-10-21",
+      host: `127.0.0.1:${port}`,
+      type: "application/json",
+      length: String(Buffer.byteLength('{"q":"héllo"}')),
+      body: '{"q":"héllo"}',
+    });
+  });
+
   it("reads plain JSON answers and maps HTTP errors with their headers", async () => {
     fake = await startFakeOpenAi();
     http = createHttpFetch(4);
