@@ -38,7 +38,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     throw err;
   }
   const { pid, port } = gateway;
-  // Posts go through undici's pool: a third of the CPU per request of node:http's client,
+  // Posts go through undici's pool: a third to a half of the CPU per request of node:http's client,
   // which leaves that much more of this machine to the gateway under test. It honours the
   // gateway's "Keep-Alive: timeout=5" and drops an idle connection before the gateway
   // would, rather than post on a connection being closed and count the reset as refused.
