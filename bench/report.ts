@@ -2,10 +2,13 @@ import type { BenchReport } from "./runner.js";
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
 
-function cpuOfTheRest(d: Record<string, unknown>): string {
-  if (d.loadgen_and_fake_llm_cpu_s !== undefined) return ` gateway, ${String(d.loadgen_and_fake_llm_cpu_s)} s load generator + fake LLM`;
-  if (d.loadgen_fake_llm_and_fake_bot_api_cpu_s !== undefined) return ` gateway, ${String(d.loadgen_fake_llm_and_fake_bot_api_cpu_s)} s load generator + fake LLM + fake Bot API`;
-  return "";
+const perMsg = (ms: unknown): string => (typeof ms === "number" ? ` (${ms.toFixed(3)} ms a message)` : "");
+
+/** The cpu line: the gateway's seconds, and beside them the load generator's over the same run. */
+function cpuLine(r: BenchReport): string {
+  const d = r.details;
+  if (d.load_process === undefined) return `${fmt(r.cpu_s)} s${perMsg(d.cpu_ms_per_msg)}`;
+  return `${fmt(r.cpu_s)} s gateway${perMsg(d.cpu_ms_per_msg)}, ${String(d.load_cpu_s)} s ${String(d.load_process)}${perMsg(d.load_cpu_ms_per_msg)}`;
 }
 
 /** The human-readable report of one run: every figure the JSON holds at the top level. */
@@ -23,7 +26,7 @@ export function formatReport(r: BenchReport): string {
     `  overhead      p50 ${fmt(r.overhead_ms.p50)} ms  p99 ${fmt(r.overhead_ms.p99)} ms  (latency minus LLM time)`,
     `  rss           start ${fmt(r.rss_mb.start)} MB  peak ${fmt(r.rss_mb.peak)} MB  end ${fmt(r.rss_mb.end)} MB  (${d.gateway_process === "child" ? "gateway child process" : "this process, load generator included"})`,
     `  per user      ${r.per_user_kb === null ? "n/a (add --memory-profile or --sweep)" : `${fmt(r.per_user_kb)} KB (slope of RSS over active users${d.memory_fit_r2 !== undefined ? `, r² ${String(d.memory_fit_r2)}` : ""})`}`,
-    `  cpu           ${fmt(r.cpu_s)} s${cpuOfTheRest(d)}`,
+    `  cpu           ${cpuLine(r)}`,
   ];
   const calls = d.bot_api_calls as Record<string, number> | undefined;
   if (calls) {

@@ -20,6 +20,12 @@ export interface BenchTarget {
   rssBytes(): number;
   /** CPU seconds used so far by the gateway process. */
   cpuSeconds(): number;
+  /**
+   * Set when the gateway runs in a child process: what this process runs besides the load
+   * generator ("load generator + fake LLM"). The runner then reads this process's CPU over
+   * the same window as the gateway's and reports it under that name.
+   */
+  readonly loadProcess?: string;
   /** Lets the gateway settle (GC when it can, store flush) before a memory reading. */
   settle(): Promise<void>;
   /** Extra figures for the report (hot sessions, load-generator CPU...). */

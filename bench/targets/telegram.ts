@@ -141,10 +141,10 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
     throw err;
   }
   const { pid } = gateway;
-  const loadCpuStart = process.cpuUsage();
 
   target = {
     onReply: () => undefined,
+    loadProcess: "load generator + fake LLM + fake Bot API",
     send(user, text) {
       const chatId = FIRST_USER_ID + user;
       const messageId = ++nextMessageId;
@@ -161,13 +161,11 @@ export async function startTelegramTarget(s: TargetSettings): Promise<BenchTarge
     },
     ...childReadings(pid, s.llmLatencyMs),
     details() {
-      const u = process.cpuUsage(loadCpuStart);
       return {
         gateway_process: "child",
         gateway_pid: pid,
         telegram_mode: "polling",
         telegram_rate_limits: "not simulated (the fake Bot API never answers 429)",
-        loadgen_fake_llm_and_fake_bot_api_cpu_s: Math.round((u.user + u.system) / 1e4) / 100,
         fake_llm_requests: llm.count,
         bot_api_calls: { ...tg.counts },
         preview_messages: previews,

@@ -45,10 +45,10 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
   const posts = new Pool(`http://127.0.0.1:${port}`, { connections: 128, keepAliveTimeoutThreshold: 1_000 });
   const streams = new Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
   const open = new Set<IncomingMessage>();
-  const loadCpuStart = process.cpuUsage();
 
   const target: BenchTarget = {
     onReply: () => undefined,
+    loadProcess: "load generator + fake LLM",
     async send(user, text) {
       const res = await posts.request({ path: "/api/messages", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: `bench-${user}`, text }) });
       const data = await res.body.text();
@@ -57,8 +57,7 @@ export async function startWebchatTarget(s: TargetSettings): Promise<BenchTarget
     },
     ...childReadings(pid, s.llmLatencyMs),
     details() {
-      const u = process.cpuUsage(loadCpuStart);
-      return { gateway_process: "child", gateway_pid: pid, loadgen_and_fake_llm_cpu_s: Math.round((u.user + u.system) / 1e4) / 100, fake_llm_requests: llm.count };
+      return { gateway_process: "child", gateway_pid: pid, fake_llm_requests: llm.count };
     },
     async close() {
       for (const res of open) res.destroy();

@@ -51,6 +51,9 @@ describe("zeptoclaw bench", () => {
     expect(r.lost).toBe(0);
     // Throughput is the measured second's alone: about 20 msg/s, not the 40 of both.
     expect(r.throughput_msg_s).toBeLessThan(30);
+    // So is the CPU a message: the measured run's CPU over the measured run's messages.
+    const measured = r.answered - warm.answered;
+    expect(r.details.cpu_ms_per_msg).toBeCloseTo((r.cpu_s * 1000) / measured, 0);
   });
 
   it("passes the warm-up to every run of a sweep", async () => {
@@ -79,6 +82,12 @@ describe("zeptoclaw bench", () => {
     expectWellFormed(r);
     expect(r.lost).toBe(0);
     expect(r.details.gateway_process).toBe("child");
+    // The load generator's CPU is read over the same run as the gateway's, and both per message.
+    expect(r.details.load_process).toBe("load generator + fake LLM");
+    expect(r.details.load_cpu_s).toBeGreaterThan(0);
+    expect(r.details.load_cpu_ms_per_msg).toBeCloseTo(((r.details.load_cpu_s as number) * 1000) / r.answered, 0);
+    expect(r.details.cpu_ms_per_msg).toBeGreaterThan(0);
+    expect(formatReport(r)).toMatch(/cpu +[\d.]+ s gateway \([\d.]+ ms a message\), [\d.]+ s load generator \+ fake LLM \([\d.]+ ms a message\)/);
   });
 
   it("drives the bare stand-in gateway on the same harness, and says so in the report", async () => {
