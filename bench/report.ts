@@ -8,7 +8,7 @@ const perMsg = (ms: unknown): string => (typeof ms === "number" ? ` (${ms.toFixe
 function cpuLine(r: BenchReport): string {
   const d = r.details;
   if (d.load_process === undefined) return `${fmt(r.cpu_s)} s${perMsg(d.cpu_ms_per_msg)}`;
-  return `${fmt(r.cpu_s)} s gateway${perMsg(d.cpu_ms_per_msg)}, ${String(d.load_cpu_s)} s ${String(d.load_process)}${perMsg(d.load_cpu_ms_per_msg)}`;
+  return `${fmt(r.cpu_s)} s gateway${perMsg(d.cpu_ms_per_msg)}, ${fmt(d.load_cpu_s as number)} s ${String(d.load_process)}${perMsg(d.load_cpu_ms_per_msg)}`;
 }
 
 /** The human-readable report of one run: every figure the JSON holds at the top level. */

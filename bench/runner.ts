@@ -298,6 +298,8 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const cpu = target.cpuSeconds() - cpuStart;
   const loadCpu = process.cpuUsage(loadCpuStart);
   const loadCpuS = (loadCpu.user + loadCpu.system) / 1e6;
+  // CPU a measured message cost: what runs tell apart when their throughputs differ.
+  const perMsg = (seconds: number): number | null => (ledger.answered > 0 ? round((seconds * 1000) / ledger.answered, 3) : null);
   await target.settle();
   const rssSettled = target.rssBytes();
 
@@ -335,11 +337,8 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
       send_window_s: round((stoppedAt - started) / 1000, 3),
       ...(o.rate === "max" ? {} : { send_lag_ms: { p50: lag.p50, p99: lag.p99, max: lag.max } }),
       rss_settled_mb: round(rssSettled / MB),
-      // CPU a measured message cost: what runs tell apart when their throughputs differ.
-      cpu_ms_per_msg: ledger.answered > 0 ? round((cpu * 1000) / ledger.answered, 3) : null,
-      ...(target.loadProcess
-        ? { load_process: target.loadProcess, load_cpu_s: round(loadCpuS, 2), load_cpu_ms_per_msg: ledger.answered > 0 ? round((loadCpuS * 1000) / ledger.answered, 3) : null }
-        : {}),
+      cpu_ms_per_msg: perMsg(cpu),
+      ...(target.loadProcess ? { load_process: target.loadProcess, load_cpu_s: round(loadCpuS, 2), load_cpu_ms_per_msg: perMsg(loadCpuS) } : {}),
       ...details,
       ...target.details(),
     },

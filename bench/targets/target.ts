@@ -28,7 +28,7 @@ export interface BenchTarget {
   readonly loadProcess?: string;
   /** Lets the gateway settle (GC when it can, store flush) before a memory reading. */
   settle(): Promise<void>;
-  /** Extra figures for the report (hot sessions, load-generator CPU...). */
+  /** Extra figures for the report (hot sessions, fake LLM requests...). */
   details(): Record<string, unknown>;
   close(): Promise<void>;
 }
