@@ -30,6 +30,14 @@ type Op =
   | { kind: "finish"; id: string; text: string; isError: boolean; final: boolean; done: () => void; fail: (e: unknown) => void }
   | { kind: "delivered"; id: string };
 
+/** What one commit did, applied to `undelivered` once it has committed. */
+interface Batch {
+  /** Rows this commit added, by id: their `seq`. */
+  fresh: Map<string, number>;
+  /** Rows this commit marked delivered. */
+  closed: string[];
+}
+
 /** Longest a "delivered" mark waits for a commit to ride with. */
 const DELIVERED_WAIT_MS = 50;
 
@@ -37,8 +45,23 @@ const DELIVERED_WAIT_MS = 50;
 const ACCEPTED = 0;
 const FINISHED = 1;
 const DELIVERED = 2;
-/** The rows start-up recovery reads; the same text in the index and the query, so SQLite uses the index. */
+/** The rows start-up recovery reads. */
 const UNFINISHED = `state < ${DELIVERED}`;
+
+/** How often, at most, the low mark moves up (see MessageJournal). */
+const MARK_EVERY_MS = 1_000;
+
+/** Tuning for tests. */
+export interface JournalOptions {
+  /** How often, at most, the low mark moves up; 0 moves it with every commit. */
+  markEveryMs?: number;
+}
+
+/** A row not yet delivered: its place in acceptance order, and whether `journal_pending` holds it. */
+interface OpenRow {
+  seq: number;
+  pending: boolean;
+}
 
 /**
  * The durable record of every accepted message: "accepted means answered".
@@ -54,6 +77,20 @@ const UNFINISHED = `state < ${DELIVERED}`;
  * does not start a commit of its own: it rides with the next acceptance or reply, or is
  * committed alone after DELIVERED_WAIT_MS when none comes (a third fewer commits a message
  * under load; the window stays one turn busy, at most DELIVERED_WAIT_MS idle).
+ *
+ * How a restart finds the unfinished rows without an index over them. At 1,000 msg/s each
+ * message's two commits are alone, and each page they touch is written whole to the WAL: a
+ * partial index over unfinished rows (an entry added on acceptance, removed on delivery)
+ * and `AUTOINCREMENT`'s counter made six pages, ~26 KB, a message; without them it is three.
+ * Instead a low mark (`journal_mark.low`) says where unfinished rows begin: every row not
+ * yet delivered has a `seq` at or above it, or is listed in `journal_pending`. Once a
+ * second, inside a commit, the rows then unfinished (known here, in `undelivered`) are listed in
+ * `journal_pending` and the mark moves past the newest row; a row's delivery removes it
+ * from that list in its own transaction. Both are written in the same transactions as the
+ * rows, so the rule holds in every committed state: a restart reads the list and the rows
+ * from the mark on (about a second of rows), in `seq` order. A mark written late only
+ * makes that read longer. Rows get `seq` = the largest + 1, so the sweep never deletes the
+ * newest row: a new row's `seq` could otherwise fall below the mark.
  */
 export class MessageJournal {
   private ops: Op[] = [];
@@ -64,11 +101,21 @@ export class MessageJournal {
   private readonly finishStmt: Statement;
   private readonly deliveredStmt: Statement;
   private readonly getStmt: Statement;
-  private readonly commitBatch: (ops: Op[], now: number) => Set<string>;
+  private readonly pendStmt: Statement;
+  private readonly unpendStmt: Statement;
+  private readonly markStmt: Statement;
+  private readonly commitBatch: (ops: Op[], now: number, mark: boolean) => Batch;
+  /** Rows not yet delivered, by id, in acceptance order (as committed). */
+  private readonly undelivered = new Map<string, OpenRow>();
+  /** The largest `seq` committed. */
+  private lastSeq: number;
+  /** When the low mark last moved up (epoch ms). */
+  private markedAt = 0;
 
   private constructor(
     private readonly db: Database.Database,
     private readonly logger: Logger,
+    private readonly markEveryMs: number,
   ) {
     this.insert = db.prepare(
       `INSERT INTO journal (id, user_id, conversation_id, payload, state, updated_at) VALUES (?, ?, ?, ?, ${ACCEPTED}, ?)
@@ -77,46 +124,94 @@ export class MessageJournal {
     this.finishStmt = db.prepare("UPDATE journal SET state = ?, reply = ?, is_error = ?, payload = NULL, updated_at = ? WHERE id = ?");
     this.deliveredStmt = db.prepare(`UPDATE journal SET state = ${DELIVERED}, updated_at = ? WHERE id = ?`);
     this.getStmt = db.prepare("SELECT user_id, state, reply, is_error FROM journal WHERE id = ?");
-    this.commitBatch = db.transaction((ops: Op[], now: number) => {
-      const fresh = new Set<string>();
+    this.pendStmt = db.prepare("INSERT OR IGNORE INTO journal_pending (seq) VALUES (?)");
+    this.unpendStmt = db.prepare("DELETE FROM journal_pending WHERE seq = ?");
+    this.markStmt = db.prepare("UPDATE journal_mark SET low = ? WHERE k = 0");
+    this.lastSeq = (db.prepare("SELECT max(seq) FROM journal").pluck().get() as number | null) ?? 0;
+    const low = this.low();
+    for (const row of this.unfinishedRows("seq, id")) this.undelivered.set(row.id as string, { seq: row.seq as number, pending: (row.seq as number) < low });
+    this.commitBatch = db.transaction((ops: Op[], now: number, mark: boolean) => {
+      if (mark) {
+        for (const row of this.undelivered.values()) if (!row.pending) this.pendStmt.run(row.seq);
+        this.markStmt.run(this.lastSeq + 1);
+      }
+      const batch: Batch = { fresh: new Map(), closed: [] };
+      const close = (id: string): void => {
+        const row = this.undelivered.get(id);
+        if (row) {
+          if (row.pending || mark) this.unpendStmt.run(row.seq);
+          batch.closed.push(id);
+        } else if (batch.fresh.has(id)) batch.closed.push(id);
+      };
       for (const op of ops) {
         if (op.kind === "accept") {
           const m = op.m;
-          if (this.insert.run(m.id, m.userId, m.conversationId, JSON.stringify(m), now).changes === 1) fresh.add(m.id);
+          const r = this.insert.run(m.id, m.userId, m.conversationId, JSON.stringify(m), now);
+          if (r.changes === 1) batch.fresh.set(m.id, Number(r.lastInsertRowid));
         } else if (op.kind === "finish") {
           this.finishStmt.run(op.final ? DELIVERED : FINISHED, op.text, op.isError ? 1 : 0, now, op.id);
+          if (op.final) close(op.id);
         } else {
           this.deliveredStmt.run(now, op.id);
+          close(op.id);
         }
       }
-      return fresh;
+      return batch;
     });
   }
 
+  /** The low mark as committed. */
+  private low(): number {
+    return this.db.prepare("SELECT low FROM journal_mark WHERE k = 0").pluck().get() as number;
+  }
+
+  /** The given columns of every row not yet delivered, in acceptance order: the pending list and the rows from the low mark on. */
+  private unfinishedRows(columns: string): Record<string, unknown>[] {
+    return this.db
+      .prepare(
+        `SELECT ${columns}, seq AS s FROM journal WHERE seq >= @low AND ${UNFINISHED}
+         UNION ALL
+         SELECT ${columns}, seq AS s FROM journal WHERE seq IN (SELECT seq FROM journal_pending WHERE seq < @low) AND ${UNFINISHED}
+         ORDER BY s`,
+      )
+      .all({ low: this.low() }) as Record<string, unknown>[];
+  }
+
   /**
-   * Opens (and creates) the journal table on the given connection. Start-up recovery finds
-   * the unfinished rows through a partial index that holds only them: a few pages of
-   * messages in flight, where an index over every row's state moved an entry on every
-   * state change and wrote about 10 % more per commit (`journal_state`, dropped from files
-   * that have it).
+   * Opens (and creates) the journal's tables on the given connection. A file written before
+   * the low mark (an `AUTOINCREMENT` table, and a partial index `journal_open` over unfinished
+   * rows, or `journal_state` over every row's state before that) gets the mark at its
+   * oldest unfinished row, and loses those indexes; its table keeps `AUTOINCREMENT`, which
+   * costs it a page a commit but changes nothing else.
    */
-  static open(db: Database.Database, logger: Logger): MessageJournal {
-    db.exec(
-      `CREATE TABLE IF NOT EXISTS journal (
-         seq INTEGER PRIMARY KEY AUTOINCREMENT,
-         id TEXT NOT NULL UNIQUE,
-         user_id TEXT NOT NULL,
-         conversation_id TEXT NOT NULL,
-         state INTEGER NOT NULL,
-         payload TEXT,
-         reply TEXT,
-         is_error INTEGER NOT NULL DEFAULT 0,
-         updated_at INTEGER NOT NULL
-       );
-       CREATE INDEX IF NOT EXISTS journal_open ON journal(seq) WHERE ${UNFINISHED};
-       DROP INDEX IF EXISTS journal_state;`,
-    );
-    return new MessageJournal(db, logger);
+  static open(db: Database.Database, logger: Logger, options: JournalOptions = {}): MessageJournal {
+    db.transaction(() => {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS journal (
+           seq INTEGER PRIMARY KEY,
+           id TEXT NOT NULL UNIQUE,
+           user_id TEXT NOT NULL,
+           conversation_id TEXT NOT NULL,
+           state INTEGER NOT NULL,
+           payload TEXT,
+           reply TEXT,
+           is_error INTEGER NOT NULL DEFAULT 0,
+           updated_at INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS journal_pending (seq INTEGER PRIMARY KEY);`,
+      );
+      const marked = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_mark'").get() !== undefined;
+      if (!marked) {
+        // The oldest unfinished row, read through the old partial index where the file has one.
+        const low = db.prepare(`SELECT coalesce(min(seq), (SELECT max(seq) + 1 FROM journal), 0) FROM journal WHERE ${UNFINISHED}`).pluck().get() as number;
+        db.exec("CREATE TABLE journal_mark (k INTEGER PRIMARY KEY CHECK (k = 0), low INTEGER NOT NULL)");
+        db.prepare("INSERT INTO journal_mark (k, low) VALUES (0, ?)").run(low);
+      }
+      db.exec("DROP INDEX IF EXISTS journal_open; DROP INDEX IF EXISTS journal_state;");
+      // A listed row that is no longer unfinished (this class never leaves one) would stay listed for good.
+      db.exec(`DELETE FROM journal_pending WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.seq = journal_pending.seq AND j.${UNFINISHED})`);
+    })();
+    return new MessageJournal(db, logger, options.markEveryMs ?? MARK_EVERY_MS);
   }
 
   /** Journals an inbound message; resolves true once committed, false if the id was already there. */
@@ -158,9 +253,11 @@ export class MessageJournal {
     const ops = this.ops;
     this.ops = [];
     if (ops.length === 0) return;
-    let fresh: Set<string>;
+    const now = Date.now();
+    const mark = now - this.markedAt >= this.markEveryMs;
+    let batch: Batch;
     try {
-      fresh = this.commitBatch(ops, Date.now());
+      batch = this.commitBatch(ops, now, mark);
     } catch (err) {
       // The transaction rolled back whole: nothing of this batch was acknowledged.
       this.logger.error({ err, ops: ops.length }, "journal write failed");
@@ -168,8 +265,17 @@ export class MessageJournal {
       for (const op of ops) if (op.kind !== "delivered") op.fail(e);
       return;
     }
+    if (mark) {
+      this.markedAt = now;
+      for (const row of this.undelivered.values()) row.pending = true;
+    }
+    for (const [id, seq] of batch.fresh) {
+      this.undelivered.set(id, { seq, pending: false });
+      if (seq > this.lastSeq) this.lastSeq = seq;
+    }
+    for (const id of batch.closed) this.undelivered.delete(id);
     for (const op of ops) {
-      if (op.kind === "accept") op.done(fresh.has(op.m.id));
+      if (op.kind === "accept") op.done(batch.fresh.has(op.m.id));
       else if (op.kind === "finish") op.done();
     }
   }
@@ -191,9 +297,15 @@ export class MessageJournal {
 
   /** What a crash or a cut-short drain left unfinished, in acceptance order. */
   async unfinished(): Promise<Unfinished> {
-    const rows = this.db
-      .prepare(`SELECT state, payload, reply, is_error, id, user_id, conversation_id FROM journal WHERE ${UNFINISHED} ORDER BY seq`)
-      .all() as { state: number; payload: string | null; reply: string | null; is_error: number; id: string; user_id: string; conversation_id: string }[];
+    const rows = this.unfinishedRows("state, payload, reply, is_error, id, user_id, conversation_id") as {
+      state: number;
+      payload: string | null;
+      reply: string | null;
+      is_error: number;
+      id: string;
+      user_id: string;
+      conversation_id: string;
+    }[];
     const out: Unfinished = { accepted: [], finished: [] };
     for (const row of rows) {
       if (row.state === ACCEPTED && row.payload) out.accepted.push(JSON.parse(row.payload) as InboundMessage);
@@ -212,7 +324,10 @@ export class MessageJournal {
   async sweep(before: number, stopped: () => boolean = () => false): Promise<number> {
     const edgeStmt = this.db.prepare("SELECT max(seq) AS edge FROM (SELECT seq FROM journal WHERE seq > ? ORDER BY seq LIMIT ?)");
     const lastStmt = this.db.prepare("SELECT updated_at FROM journal WHERE seq = ?");
-    const deleteStmt = this.db.prepare(`DELETE FROM journal WHERE seq > ? AND seq <= ? AND state = ${DELIVERED} AND updated_at < ?`);
+    // Never the newest row: a new row's seq is the largest + 1, and must stay above the low mark.
+    const deleteStmt = this.db.prepare(
+      `DELETE FROM journal WHERE seq > ? AND seq <= ? AND state = ${DELIVERED} AND updated_at < ? AND seq < (SELECT max(seq) FROM journal)`,
+    );
     return sweepInRanges(
       (after, size) => {
         const { edge } = edgeStmt.get(after, size) as { edge: number | null };

@@ -44,6 +44,20 @@ describe("journal sweep", () => {
     expect((await journal.unfinished()).accepted.map((m) => m.id)).toEqual(["webchat:stuck"]);
   });
 
+  it("never deletes the newest row, so a new row's seq never goes back below the low mark", async () => {
+    const sdb = open("j.sqlite");
+    const journal = MessageJournal.open(sdb.db, captureLogger());
+    for (const id of ["webchat:1", "webchat:2", "webchat:3"]) {
+      await journal.accept(webchatMessage(id));
+      await journal.finish(id, "answer", false, true);
+    }
+    await journal.flush();
+    expect(await journal.sweep(Date.now() + 60_000)).toBe(2);
+    expect(sdb.db.prepare("SELECT seq FROM journal").pluck().all()).toEqual([3]);
+    await journal.accept(webchatMessage("webchat:4"));
+    expect(sdb.db.prepare("SELECT seq FROM journal WHERE id = 'webchat:4'").pluck().get()).toBe(4);
+  });
+
   it("stops when asked to, between slices", async () => {
     const sdb = open("j.sqlite");
     const journal = MessageJournal.open(sdb.db, captureLogger());
