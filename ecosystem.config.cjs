@@ -6,6 +6,8 @@ module.exports = {
       name: "zeptoclaw",
       script: "dist/app/cli.js",
       args: "gateway --config config/default.toml",
+      // GATEWAY_NODE_FLAGS in src/package-info.ts: why, and the bench runs with the same.
+      node_args: ["--max-semi-space-size=32"],
       cwd: __dirname,
       exec_mode: "fork",
       instances: 1,

@@ -67,9 +67,10 @@ Options:
   --chart FILE         where --sweep writes its SVG (default bench-sweep.svg)
   --json FILE          write every figure as JSON
   --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
-  --gateway-node-arg A webchat, telegram: pass the node flag A to the gateway child
-                       (repeatable; e.g. --gateway-node-arg=--trace-gc). For inproc, put
-                       the flag before the script: node A dist/app/cli.js bench ...
+  --gateway-node-arg A webchat, telegram: pass the node flag A to the gateway child, after
+                       the flags npm start and PM2 give it (--max-semi-space-size=32; a
+                       later value wins); repeatable, e.g. --gateway-node-arg=--trace-gc.
+                       For inproc, put the flag before the script: node A dist/app/cli.js bench ...
   --gateway-log FILE   webchat, telegram: append the gateway child's output to FILE
                        (its log lines, and what such flags print)
   --bare-gateway       webchat: replace the gateway by a stand-in that does only the

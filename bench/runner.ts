@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { GATEWAY_NODE_FLAGS } from "../src/package-info.js";
 import { linearFit, Samples, summarize } from "./stats.js";
 import type { BenchOptions } from "./options.js";
 import type { BenchTarget, DeliveredReply, TargetSettings } from "./targets/target.js";
@@ -25,7 +26,7 @@ export interface BenchReport {
   path: string;
   /** True when `--bare-gateway` ran the stand-in instead of the gateway: not zeptoclaw's figures. */
   bare_gateway: boolean;
-  /** Node flags the gateway child ran with (`--gateway-node-arg`), which change what is measured. */
+  /** Node flags the gateway child ran with: its launchers' (GATEWAY_NODE_FLAGS), then `--gateway-node-arg`'s. */
   gateway_node_args: string[];
   memory_profile: boolean;
   date: string;
@@ -163,12 +164,17 @@ class Ledger {
   }
 }
 
+/** The gateway child's node flags: those its launchers give it (GATEWAY_NODE_FLAGS), then the caller's, which win. */
+function childNodeArgs(o: BenchOptions): string[] {
+  return o.path === "inproc" ? [] : [...GATEWAY_NODE_FLAGS, ...o.gatewayNodeArgs];
+}
+
 /** Runs one benchmark: optional memory ramp, then the load, then the drain; returns every figure. */
 export async function runBench(o: BenchOptions, deps: RunnerDeps): Promise<BenchReport> {
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-"));
   const perUserInFlight = o.rate === "max" ? 2 : Math.ceil(o.rate * (o.llmLatencyMs / 1000 + 1)) + 4;
   const busBufferSize = Math.max(100_000, o.users * perUserInFlight);
-  const gatewayNodeArgs = [...o.gatewayNodeArgs, ...(o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [])];
+  const gatewayNodeArgs = [...childNodeArgs(o), ...(o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [])];
   const target = await deps.startTarget({
     users: o.users,
     llmLatencyMs: o.llmLatencyMs,
@@ -325,7 +331,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     llm_latency_ms: o.llmLatencyMs,
     path: o.path,
     bare_gateway: o.bareGateway,
-    gateway_node_args: o.gatewayNodeArgs,
+    gateway_node_args: childNodeArgs(o),
     memory_profile: o.memoryProfile,
     date: new Date().toISOString(),
     machine: { cpus: c.length, cpu_model: c[0]?.model ?? "unknown", node: process.version, platform: `${process.platform}-${process.arch}` },

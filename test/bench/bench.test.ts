@@ -110,8 +110,9 @@ describe("zeptoclaw bench", () => {
         parseBenchArgs(["--users", "20", "--duration", "1", "--path", "webchat", "--gateway-node-arg=--trace-gc", "--gateway-log", log, "--progress", "off"]),
       );
       expect(r.lost).toBe(0);
-      expect(r.gateway_node_args).toEqual(["--trace-gc"]);
-      expect(formatReport(r)).toContain("gateway run with node --trace-gc");
+      // The launchers' flags first, then the caller's.
+      expect(r.gateway_node_args).toEqual(["--max-semi-space-size=32", "--trace-gc"]);
+      expect(formatReport(r)).toContain("gateway run with node --max-semi-space-size=32 --trace-gc");
       const text = readFileSync(log, "utf8");
       // What V8 printed for the flag, and the gateway's own log lines around it.
       expect(text).toMatch(/Scavenge|Mark-Compact/);
