@@ -29,6 +29,9 @@ export interface WalTarget {
 /** How large a WAL may grow under unbroken writes before the writer's own connection finishes a checkpoint. */
 export const MAX_WAL_BYTES = 64 * 1024 * 1024;
 
+/** How long the worker stays after the last write: its thread, SQLite and V8 heap hold ~7-12 MB. */
+export const WORKER_IDLE_MS = 10_000;
+
 /**
  * Checkpoints WAL databases off the main thread, one worker for all of them. SQLite's
  * automatic checkpoint runs inside a commit and copied ~4 MB on the committing (main) thread
@@ -47,12 +50,18 @@ export const MAX_WAL_BYTES = 64 * 1024 * 1024;
  * A restart itself costs the writer one fsync (the new WAL header, on its next commit).
  * The cost is disk (a WAL of the bound and a little more per database) and, after a crash
  * under load, reading that much WAL once when the gateway starts again.
+ *
+ * A pass runs only when a writer committed something since the last one (SQLite's
+ * `total_changes()` on the writer's connection), and the worker, which holds ~7-12 MB of RSS
+ * (its thread, its V8 heap, its SQLite connections), is started on the first write and
+ * stopped after `idleMs` without any: an idle gateway does not carry it.
  */
 export function startWalCheckpointer(
   targets: readonly WalTarget[],
   logger: Logger,
   intervalMs = 1_000,
   maxWalBytes = MAX_WAL_BYTES,
+  idleMs = WORKER_IDLE_MS,
 ): () => Promise<void> {
   const frameBytes = targets.map((t) => (t.db.pragma("page_size", { simple: true }) as number) + 24);
   for (const t of targets) {
@@ -62,6 +71,11 @@ export function startWalCheckpointer(
   }
   /** Checkpoints asked of the worker and not answered yet. */
   let busy = 0;
+  const changesOf = targets.map((t) => t.db.prepare("SELECT total_changes()").pluck());
+  /** Each writer's change count when its last pass was asked for. */
+  const passedAt = changesOf.map((c) => c.get() as number);
+  /** When a writer was last seen to have written (epoch ms). */
+  let wroteAt = 0;
   /** When each target was last warned about a failed checkpoint (at most one warning a minute). */
   const warnedAt = targets.map(() => Number.NEGATIVE_INFINITY);
   const warn = (i: number, err: unknown): void => {
@@ -89,6 +103,8 @@ export function startWalCheckpointer(
   const failed = (i: number, err: unknown): void => {
     const target = targets[i] as WalTarget;
     warn(i, err);
+    // Asked for again on the next tick, writes or not.
+    passedAt[i] = -1;
     let bytes = 0;
     try {
       bytes = statSync(`${target.path}-wal`).size;
@@ -98,14 +114,15 @@ export function startWalCheckpointer(
     if (bytes >= maxWalBytes) step(i);
   };
   let worker: Worker | undefined;
-  // Started on the first tick, not at open: a thread takes milliseconds to start, and the
-  // gateway should answer /readyz first.
+  // Started on the first tick that finds a write, not at open: a thread takes milliseconds
+  // to start, and the gateway should answer /readyz first.
   const startWorker = (): Worker => {
     const w = new Worker(WORKER, {
       eval: true,
       workerData: { paths: targets.map((t) => t.path), module: createRequire(import.meta.url).resolve("better-sqlite3") },
     });
     w.unref();
+    logger.debug("WAL checkpoint worker started");
     w.on("message", ({ i, err, frames }: { i: number; err: string | null; frames?: number }) => {
       busy--;
       if (err) return failed(i, err);
@@ -122,16 +139,39 @@ export function startWalCheckpointer(
     w.on("error", (err) => logger.error({ err }, "WAL checkpoint worker failed"));
     // A worker that died is started again on the next tick, so checkpoints never stop for good.
     w.on("exit", () => {
-      if (worker === w) worker = undefined;
+      // Died rather than stopped for idling: its passes may not have run, so every database is asked for again.
+      if (worker === w) {
+        worker = undefined;
+        passedAt.fill(-1);
+      }
       busy = 0;
     });
     return w;
   };
   const timer = setInterval(() => {
     if (busy > 0 || targets.length === 0) return;
-    busy = targets.length;
+    const now = Date.now();
+    const due: number[] = [];
+    for (let i = 0; i < targets.length; i++) {
+      if (!(targets[i] as WalTarget).db.open) continue;
+      const changes = changesOf[i]?.get() as number;
+      if (changes === passedAt[i]) continue;
+      passedAt[i] = changes;
+      due.push(i);
+    }
+    if (due.length === 0) {
+      if (worker && now - wroteAt >= idleMs) {
+        logger.debug({ idleMs }, "WAL checkpoint worker stopped: no writes");
+        const w = worker;
+        worker = undefined;
+        void w.terminate();
+      }
+      return;
+    }
+    wroteAt = now;
+    busy = due.length;
     const w = (worker ??= startWorker());
-    for (let i = 0; i < targets.length; i++) w.postMessage(i);
+    for (const i of due) w.postMessage(i);
   }, intervalMs);
   timer.unref();
   return async () => {

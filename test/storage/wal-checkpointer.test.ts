@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSyncSqlite, type SyncSqlite } from "../../src/storage/sync-sqlite.js";
 import { startWalCheckpointer } from "../../src/storage/wal-checkpointer.js";
-import { captureLogger, tempDir } from "../support/harness.js";
+import { capturedLogs, captureLogger, tempDir } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -136,6 +136,35 @@ describe("WAL checkpointer", () => {
       insert.run(`after pause ${i}`);
     }
     expect(walRestarts(path)).toBeGreaterThan(restartsBefore);
+    expect(writerCheckpoints()).toBe(0);
+  });
+
+  it("starts its worker on the first write, not before, and stops it after a quiet spell, starting it again on the next write", async () => {
+    const { sdb, path, writerCheckpoints } = open();
+    const seen = capturedLogs.length;
+    /** The worker's starts and stops this test logged. */
+    const since = (): string[] =>
+      capturedLogs
+        .slice(seen)
+        .map((l) => (JSON.parse(l) as { msg: string }).msg)
+        .filter((m) => m.startsWith("WAL checkpoint worker"));
+    const waitFor = async (n: number): Promise<void> => {
+      for (const until = Date.now() + 5_000; since().length < n && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+    };
+    const stop = startWalCheckpointer([{ db: sdb.db, path }], captureLogger(), 25, 2 ** 40, 300);
+    cleanups.push(stop);
+    // Twelve ticks without a write: no worker.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(since()).toEqual([]);
+    const insert = sdb.db.prepare("INSERT INTO t (x) VALUES (?)");
+    await write(insert, 100);
+    await waitFor(2);
+    expect(since()).toEqual(["WAL checkpoint worker started", "WAL checkpoint worker stopped: no writes"]);
+    // It copied the writes before it went: the database file holds them.
+    expect(statSync(path).size).toBeGreaterThan(PAGE);
+    await write(insert, 50);
+    await waitFor(3);
+    expect(since()[2]).toBe("WAL checkpoint worker started");
     expect(writerCheckpoints()).toBe(0);
   });
 });
