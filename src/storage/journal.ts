@@ -30,10 +30,12 @@ type Op =
   | { kind: "finish"; id: string; text: string; isError: boolean; final: boolean; done: () => void; fail: (e: unknown) => void }
   | { kind: "delivered"; id: string };
 
-/** What one commit did, applied to `undelivered` once it has committed. */
+/** What one commit did, applied to `unlisted` once it has committed. */
 interface Batch {
   /** Rows this commit added, by id: their `seq`. */
   fresh: Map<string, number>;
+  /** The acceptances that added them: only the first of an id in a batch is new. */
+  freshOps: Set<Op>;
   /** Rows this commit marked delivered. */
   closed: string[];
 }
@@ -49,18 +51,12 @@ const DELIVERED = 2;
 const UNFINISHED = `state < ${DELIVERED}`;
 
 /** How often, at most, the low mark moves up (see MessageJournal). */
-const MARK_EVERY_MS = 1_000;
+const MARK_EVERY_MS = 5_000;
 
 /** Tuning for tests. */
 export interface JournalOptions {
   /** How often, at most, the low mark moves up; 0 moves it with every commit. */
   markEveryMs?: number;
-}
-
-/** A row not yet delivered: its place in acceptance order, and whether `journal_pending` holds it. */
-interface OpenRow {
-  seq: number;
-  pending: boolean;
 }
 
 /**
@@ -83,14 +79,16 @@ interface OpenRow {
  * partial index over unfinished rows (an entry added on acceptance, removed on delivery)
  * and `AUTOINCREMENT`'s counter made six pages, ~26 KB, a message; without them it is three.
  * Instead a low mark (`journal_mark.low`) says where unfinished rows begin: every row not
- * yet delivered has a `seq` at or above it, or is listed in `journal_pending`. Once a
- * second, inside a commit, the rows then unfinished (known here, in `undelivered`) are listed in
- * `journal_pending` and the mark moves past the newest row; a row's delivery removes it
- * from that list in its own transaction. Both are written in the same transactions as the
+ * yet delivered has a `seq` at or above it, or is listed in `journal_pending`. Every
+ * MARK_EVERY_MS, inside a commit, the unfinished rows accepted since the last mark (known
+ * here, in `unlisted`) are listed in `journal_pending` and the mark moves past the newest
+ * row; a listed row's delivery removes it from the list in its own transaction (one page
+ * more, for a reply slower than that). Both are written in the same transactions as the
  * rows, so the rule holds in every committed state: a restart reads the list and the rows
- * from the mark on (about a second of rows), in `seq` order. A mark written late only
- * makes that read longer. Rows get `seq` = the largest + 1, so the sweep never deletes the
- * newest row: a new row's `seq` could otherwise fall below the mark.
+ * from the mark on (a few seconds of rows), in `seq` order. A mark written late only makes
+ * that read longer. Rows get `seq` = the largest + 1, so the sweep never deletes the newest
+ * row: a new row's `seq` could otherwise fall below the mark. A delivered row is never
+ * written back to unfinished (it would be below the mark, and not listed).
  */
 export class MessageJournal {
   private ops: Op[] = [];
@@ -103,14 +101,15 @@ export class MessageJournal {
   private readonly getStmt: Statement;
   private readonly pendStmt: Statement;
   private readonly unpendStmt: Statement;
+  private readonly unpendByIdStmt: Statement;
   private readonly markStmt: Statement;
   private readonly commitBatch: (ops: Op[], now: number, mark: boolean) => Batch;
-  /** Rows not yet delivered, by id, in acceptance order (as committed). */
-  private readonly undelivered = new Map<string, OpenRow>();
+  /** Rows not yet delivered and not in `journal_pending` (accepted since the last mark), by id: their `seq` (as committed). */
+  private readonly unlisted = new Map<string, number>();
   /** The largest `seq` committed. */
   private lastSeq: number;
-  /** When the low mark last moved up (epoch ms). */
-  private markedAt = 0;
+  /** When the low mark last moved up (`performance.now()`: a clock that never goes back). */
+  private markedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     private readonly db: Database.Database,
@@ -121,33 +120,43 @@ export class MessageJournal {
       `INSERT INTO journal (id, user_id, conversation_id, payload, state, updated_at) VALUES (?, ?, ?, ?, ${ACCEPTED}, ?)
          ON CONFLICT(id) DO NOTHING`,
     );
-    this.finishStmt = db.prepare("UPDATE journal SET state = ?, reply = ?, is_error = ?, payload = NULL, updated_at = ? WHERE id = ?");
-    this.deliveredStmt = db.prepare(`UPDATE journal SET state = ${DELIVERED}, updated_at = ? WHERE id = ?`);
+    this.finishStmt = db.prepare(`UPDATE journal SET state = ?, reply = ?, is_error = ?, payload = NULL, updated_at = ? WHERE id = ? AND ${UNFINISHED}`);
+    this.deliveredStmt = db.prepare(`UPDATE journal SET state = ${DELIVERED}, updated_at = ? WHERE id = ? AND ${UNFINISHED}`);
     this.getStmt = db.prepare("SELECT user_id, state, reply, is_error FROM journal WHERE id = ?");
     this.pendStmt = db.prepare("INSERT OR IGNORE INTO journal_pending (seq) VALUES (?)");
     this.unpendStmt = db.prepare("DELETE FROM journal_pending WHERE seq = ?");
+    this.unpendByIdStmt = db.prepare("DELETE FROM journal_pending WHERE seq = (SELECT seq FROM journal WHERE id = ?)");
     this.markStmt = db.prepare("UPDATE journal_mark SET low = ? WHERE k = 0");
     this.lastSeq = (db.prepare("SELECT max(seq) FROM journal").pluck().get() as number | null) ?? 0;
+    // The unfinished rows from the mark on are not listed; the listed ones stay on disk only.
     const low = this.low();
-    for (const row of this.unfinishedRows("seq, id")) this.undelivered.set(row.id as string, { seq: row.seq as number, pending: (row.seq as number) < low });
+    for (const row of this.db.prepare(`SELECT id, seq FROM journal WHERE seq >= ? AND ${UNFINISHED}`).all(low) as { id: string; seq: number }[]) {
+      this.unlisted.set(row.id, row.seq);
+    }
     this.commitBatch = db.transaction((ops: Op[], now: number, mark: boolean) => {
       if (mark) {
-        for (const row of this.undelivered.values()) if (!row.pending) this.pendStmt.run(row.seq);
+        for (const seq of this.unlisted.values()) this.pendStmt.run(seq);
         this.markStmt.run(this.lastSeq + 1);
       }
-      const batch: Batch = { fresh: new Map(), closed: [] };
+      const batch: Batch = { fresh: new Map(), freshOps: new Set(), closed: [] };
       const close = (id: string): void => {
-        const row = this.undelivered.get(id);
-        if (row) {
-          if (row.pending || mark) this.unpendStmt.run(row.seq);
+        const seq = this.unlisted.get(id);
+        if (seq !== undefined) {
+          // Listed a moment ago, by this very commit's mark.
+          if (mark) this.unpendStmt.run(seq);
           batch.closed.push(id);
         } else if (batch.fresh.has(id)) batch.closed.push(id);
+        // Accepted before the last mark: listed, unless it is delivered already or unknown.
+        else this.unpendByIdStmt.run(id);
       };
       for (const op of ops) {
         if (op.kind === "accept") {
           const m = op.m;
           const r = this.insert.run(m.id, m.userId, m.conversationId, JSON.stringify(m), now);
-          if (r.changes === 1) batch.fresh.set(m.id, Number(r.lastInsertRowid));
+          if (r.changes === 1) {
+            batch.fresh.set(m.id, Number(r.lastInsertRowid));
+            batch.freshOps.add(op);
+          }
         } else if (op.kind === "finish") {
           this.finishStmt.run(op.final ? DELIVERED : FINISHED, op.text, op.isError ? 1 : 0, now, op.id);
           if (op.final) close(op.id);
@@ -165,7 +174,7 @@ export class MessageJournal {
     return this.db.prepare("SELECT low FROM journal_mark WHERE k = 0").pluck().get() as number;
   }
 
-  /** The given columns of every row not yet delivered, in acceptance order: the pending list and the rows from the low mark on. */
+  /** The given columns of every row not yet delivered, in acceptance order: the listed ones and the rows from the low mark on. */
   private unfinishedRows(columns: string): Record<string, unknown>[] {
     return this.db
       .prepare(
@@ -185,6 +194,9 @@ export class MessageJournal {
    * costs it a page a commit but changes nothing else.
    */
   static open(db: Database.Database, logger: Logger, options: JournalOptions = {}): MessageJournal {
+    // IMMEDIATE: it may write, and another process (the gateway, when `zeptoclaw pair` opens
+    // the stores) may commit meanwhile; a read transaction that turns into a write then fails
+    // at once, where this one waits for the lock.
     db.transaction(() => {
       db.exec(
         `CREATE TABLE IF NOT EXISTS journal (
@@ -200,17 +212,19 @@ export class MessageJournal {
          );
          CREATE TABLE IF NOT EXISTS journal_pending (seq INTEGER PRIMARY KEY);`,
       );
-      const marked = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_mark'").get() !== undefined;
-      if (!marked) {
-        // The oldest unfinished row, read through the old partial index where the file has one.
+      const has = (type: string, name: string): boolean =>
+        db.prepare("SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?").get(type, name) !== undefined;
+      // A file without the mark, or one an earlier version wrote to since (it keeps its
+      // index): the mark goes to the oldest unfinished row, read through that index.
+      if (!has("table", "journal_mark") || has("index", "journal_open")) {
         const low = db.prepare(`SELECT coalesce(min(seq), (SELECT max(seq) + 1 FROM journal), 0) FROM journal WHERE ${UNFINISHED}`).pluck().get() as number;
-        db.exec("CREATE TABLE journal_mark (k INTEGER PRIMARY KEY CHECK (k = 0), low INTEGER NOT NULL)");
-        db.prepare("INSERT INTO journal_mark (k, low) VALUES (0, ?)").run(low);
+        db.exec("CREATE TABLE IF NOT EXISTS journal_mark (k INTEGER PRIMARY KEY CHECK (k = 0), low INTEGER NOT NULL)");
+        db.prepare("INSERT OR REPLACE INTO journal_mark (k, low) VALUES (0, ?)").run(low);
       }
       db.exec("DROP INDEX IF EXISTS journal_open; DROP INDEX IF EXISTS journal_state;");
       // A listed row that is no longer unfinished (this class never leaves one) would stay listed for good.
       db.exec(`DELETE FROM journal_pending WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.seq = journal_pending.seq AND j.${UNFINISHED})`);
-    })();
+    }).immediate();
     return new MessageJournal(db, logger, options.markEveryMs ?? MARK_EVERY_MS);
   }
 
@@ -254,7 +268,8 @@ export class MessageJournal {
     this.ops = [];
     if (ops.length === 0) return;
     const now = Date.now();
-    const mark = now - this.markedAt >= this.markEveryMs;
+    const tick = performance.now();
+    const mark = tick - this.markedAt >= this.markEveryMs;
     let batch: Batch;
     try {
       batch = this.commitBatch(ops, now, mark);
@@ -266,16 +281,16 @@ export class MessageJournal {
       return;
     }
     if (mark) {
-      this.markedAt = now;
-      for (const row of this.undelivered.values()) row.pending = true;
+      this.markedAt = tick;
+      this.unlisted.clear();
     }
     for (const [id, seq] of batch.fresh) {
-      this.undelivered.set(id, { seq, pending: false });
+      this.unlisted.set(id, seq);
       if (seq > this.lastSeq) this.lastSeq = seq;
     }
-    for (const id of batch.closed) this.undelivered.delete(id);
+    for (const id of batch.closed) this.unlisted.delete(id);
     for (const op of ops) {
-      if (op.kind === "accept") op.done(batch.fresh.has(op.m.id));
+      if (op.kind === "accept") op.done(batch.freshOps.has(op));
       else if (op.kind === "finish") op.done();
     }
   }

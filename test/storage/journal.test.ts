@@ -67,6 +67,42 @@ describe("message journal", () => {
     await expectLeft(MessageJournal.open(db, captureLogger()), [], []);
   });
 
+  it("keeps the rule through a restart, a failed commit, a duplicate in one batch and a late reply", async () => {
+    const sdb = openSyncSqlite(`sqlite://${tempFile()}`);
+    cleanups.push(() => sdb.close());
+    const db = sdb.db;
+    const left = async (): Promise<string[]> => {
+      const l = await MessageJournal.open(db, captureLogger()).unfinished();
+      return [...l.accepted.map((m) => m.id), ...l.finished.map((f) => f.m.id)].sort();
+    };
+    // A mark far away: the first commit moves it, no later one does.
+    let journal = MessageJournal.open(db, captureLogger(), { markEveryMs: 3_600_000 });
+    await journal.accept(webchatMessage("webchat:x"));
+    // A restart finds x from the mark on, unlisted; the next mark must list it before moving past it.
+    journal = MessageJournal.open(db, captureLogger(), { markEveryMs: 0 });
+    await journal.accept(webchatMessage("webchat:y"));
+    // A mark never moves past the rows of its own commit.
+    expect(await left()).toEqual(["webchat:x", "webchat:y"]);
+
+    // A commit that fails (an insert refused) rolls back whole: y's reply is not stored, so y is still owed.
+    db.exec("CREATE TRIGGER refuse BEFORE INSERT ON journal WHEN NEW.id = 'webchat:boom' BEGIN SELECT RAISE(ABORT, 'refused'); END");
+    const failed = await Promise.allSettled([journal.finish("webchat:y", "answer y", false, true), journal.accept(webchatMessage("webchat:boom"))]);
+    expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    db.exec("DROP TRIGGER refuse");
+    await journal.accept(webchatMessage("webchat:z"));
+    expect(await left()).toEqual(["webchat:x", "webchat:y", "webchat:z"]);
+
+    // The same id twice in one commit: only the first is new, so the message runs once.
+    const twice = await Promise.all([journal.accept(webchatMessage("webchat:w")), journal.accept(webchatMessage("webchat:w"))]);
+    expect(twice).toEqual([true, false]);
+
+    // A reply stored after delivery does not make the row unfinished again.
+    await journal.finish("webchat:z", "answer z", false, true);
+    await journal.finish("webchat:z", "late answer", false);
+    expect(db.prepare("SELECT state, reply FROM journal WHERE id = 'webchat:z'").get()).toEqual({ state: 2, reply: "answer z" });
+    expect(await left()).toEqual(["webchat:w", "webchat:x", "webchat:y"]);
+  });
+
   it("opens a file written with the partial index, drops it and puts the mark at its oldest unfinished row", async () => {
     const path = tempFile();
     const old = new Database(path);
