@@ -1,4 +1,13 @@
 import { parseArgs } from "node:util";
+import { WORKER_IDLE_MS } from "../src/storage/wal-checkpointer.js";
+
+/**
+ * How long, at least, the inproc target settles before a memory reading: V8 averages
+ * allocation over 5 s before it shrinks the young generation, and the WAL checkpointer's
+ * worker (~7 MB) stops 10 s after the last write; a reading just before that stop would count
+ * the worker in one step of a ramp and not in the next.
+ */
+export const DEFAULT_SETTLE_S = WORKER_IDLE_MS / 1000 + 2;
 
 /** Which pipeline the load goes through. */
 export type BenchPath = "inproc" | "webchat" | "telegram";
@@ -56,8 +65,9 @@ Options:
   --memory-profile     ramp users up in steps before the load and fit RSS against
                        active users: the marginal memory per user
   --settle S           inproc: collect garbage for at least S seconds, until RSS stops
-                       moving, before each memory reading (default 8: V8 shrinks its
-                       young generation only after 5 s of low allocation)
+                       moving, before each memory reading (default 12: V8 shrinks its
+                       young generation only after 5 s of low allocation, and the WAL
+                       checkpointer's worker stops 10 s after the last write)
   --warmup S           first run the same load for S seconds (default 0): its messages
                        must be answered (they count in sent, answered and lost) but stay
                        out of throughput, latency and CPU, which then show the steady
@@ -151,7 +161,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     llmLatencyMs: positive("llm-latency", v["llm-latency"] ?? "0", false, true),
     path,
     memoryProfile: v["memory-profile"] === true,
-    settleS: positive("settle", v.settle ?? "8", false, true),
+    settleS: positive("settle", v.settle ?? String(DEFAULT_SETTLE_S), false, true),
     warmupS: positive("warmup", v.warmup ?? "0", false, true),
     sweep,
     json: v.json,

@@ -7,12 +7,12 @@ import { type Gateway, startGateway } from "../../src/gateway.js";
 import type { InboundMessage, OutboundMessage } from "../../src/messages.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { forceGc } from "../gc.js";
+import { DEFAULT_SETTLE_S } from "../options.js";
 import type { BenchTarget, DeliveredReply, TargetSettings } from "./target.js";
 
 const CONVERSATION_PREFIX = "webchat:bench-";
 const SETTLE_STEP_MS = 250;
-// V8 averages allocation throughput over 5 s before it shrinks the young generation.
-const SETTLE_MIN_MS = 8_000;
+const SETTLE_MIN_MS = DEFAULT_SETTLE_S * 1000;
 const SETTLE_MAX_MS = 20_000;
 const SETTLE_TOLERANCE_BYTES = 1024 * 1024;
 
