@@ -1,6 +1,7 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
+import { withCachedRequestHeaders } from "../src/agent/sdk-request-cache.js";
 import { createHttpFetch } from "../src/http/http-fetch.js";
 import { startFakeOpenAi } from "../test/support/fake-openai.js";
 import { numberFlag } from "./script-args.js";
@@ -26,7 +27,9 @@ async function main(): Promise<void> {
     const url = await new Promise<string>((resolve) => child.once("message", (m) => resolve(String(m))));
     const builtin = process.argv.includes("--builtin-fetch");
     const http = createHttpFetch(concurrency);
-    const sdk = new OpenAI({ baseURL: url, apiKey: "not-needed", maxRetries: 0, ...(builtin ? {} : { fetch: http.fetch as unknown as typeof fetch }) });
+    const stockHeaders = process.argv.includes("--stock-headers");
+    const Client = stockHeaders ? OpenAI : withCachedRequestHeaders(OpenAI);
+    const sdk = new Client({ baseURL: url, apiKey: "not-needed", maxRetries: 0, ...(builtin ? {} : { fetch: http.fetch as unknown as typeof fetch }) });
     const messages = [{ role: "user" as const, content: "hello there" }];
     let started = 0;
     const cpu0 = process.cpuUsage();
@@ -46,7 +49,7 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     process.stdout.write(
-      `${calls} ${stream ? "streamed" : "plain"} calls with ${builtin ? "built-in fetch" : "node:http fetch"}, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
+      `${calls} ${stream ? "streamed" : "plain"} calls with ${builtin ? "built-in fetch" : "node:http fetch"}, ${stockHeaders ? "stock" : "cached"} headers, ${concurrency} in flight: ${(calls / seconds).toFixed(0)} calls/s, ` +
         `client CPU ${((cpu.user + cpu.system) / calls).toFixed(0)} us per call\n`,
     );
     http.close();

@@ -9,6 +9,7 @@ import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { readChatStream } from "./chat-stream.js";
 import { createHttpFetch } from "../http/http-fetch.js";
+import { withCachedRequestHeaders } from "./sdk-request-cache.js";
 import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
 
 /** Settings of the OpenAI-compatible client, from `[llm]`. */
@@ -90,7 +91,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       if (typeof Headers !== "function") throw new Error("this Node.js has no global Headers, which the openai SDK needs (Node >= 20.19)");
       return {
       OpenAI,
-      sdk: new OpenAI({
+      sdk: new (withCachedRequestHeaders(OpenAI))({
         baseURL: o.baseUrl,
         // The SDK insists on a key; local servers (Ollama, vLLM) ignore it.
         apiKey: o.apiKey || "not-needed",
