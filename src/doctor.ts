@@ -4,6 +4,7 @@ import { pino } from "pino";
 import type { Config } from "./config/schema.js";
 import { OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
 import { openStores } from "./storage/open-stores.js";
+import { storeInUse } from "./storage/store-lock.js";
 
 /** One finding of `zeptoclaw doctor`. */
 export interface Finding {
@@ -38,7 +39,8 @@ async function checkStore(config: Config): Promise<Finding> {
   try {
     const stores = await openStores(config.session, pino({ level: "silent" }));
     await stores.close();
-    return { ok: true, what: "store", detail: `SQLite at ${path} opens and is writable` };
+    const running = storeInUse(config.session.store) ? "; a gateway is running on it" : "";
+    return { ok: true, what: "store", detail: `SQLite at ${path} opens and is writable${running}` };
   } catch (err) {
     return { ok: false, what: "store", detail: (err as Error).message, fix: `make ${join(path, "..")} writable, or set session.store to another path` };
   }

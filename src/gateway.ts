@@ -62,7 +62,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const deferred = o.metrics ? undefined : new DeferredMetrics();
   const metrics: GatewayMetrics = o.metrics ?? deferred ?? noMetrics;
   const provider = new URL(config.llm.base_url).host;
-  const stores = await openStores(config.session, logger);
+  const stores = await openStores(config.session, logger, { exclusive: true });
   const configured = llmIsConfigured(config);
   const llmOptions = {
     baseUrl: config.llm.base_url,

@@ -6,6 +6,7 @@ import { PairingStore } from "./pairing.js";
 import type { CompactHistory } from "./compact-history.js";
 import { reviveSession, SessionStore } from "./session-store.js";
 import { SqliteKvStore } from "./sqlite-store.js";
+import { lockStore, type StoreLock } from "./store-lock.js";
 import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
 import { startWalCheckpointer } from "./wal-checkpointer.js";
 import { WriteBehindMap } from "./write-behind.js";
@@ -50,11 +51,16 @@ export function journalUri(store: string): string {
   return store.endsWith(".sqlite") ? `${store.slice(0, -".sqlite".length)}.journal.sqlite` : `${store}.journal`;
 }
 
-/** Opens the session store and, beside it, the message journal; throws `StorageError` if it cannot. */
-export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Stores> {
+/**
+ * Opens the session store and, beside it, the message journal; throws `StorageError` if it
+ * cannot. `exclusive` (the gateway) first takes the store's lock, held until `close()`: one
+ * gateway per store (store-lock.ts); the CLI's `pair` and `doctor` open it beside a gateway.
+ */
+export async function openStores(cfg: StoresConfig, logger: Logger, { exclusive = false }: { exclusive?: boolean } = {}): Promise<Stores> {
   if (!cfg.store.startsWith("sqlite://")) {
     throw new StorageError(`session.store: only sqlite:// is supported by this build (got ${cfg.store.split(":")[0]}://)`);
   }
+  const lock: StoreLock | undefined = exclusive ? lockStore(cfg.store) : undefined;
   // Two files, one connection each: sessions and counters in the configured file, the journal
   // in one beside it. A session flush writes megabytes a second and the journal small rows
   // that acknowledgements wait on; apart, each file's WAL and checkpoints stay its own, and
@@ -79,6 +85,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
   } catch (err) {
     // Nothing half-open is left behind: a caller that retries does not leak connections.
     for (const c of opened) c.close();
+    lock?.release();
     const path = cfg.store.slice("sqlite://".length);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
@@ -157,6 +164,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger): Promise<Sto
       } finally {
         jdb.close();
         sdb.close();
+        lock?.release();
       }
     },
   };

@@ -152,7 +152,7 @@ describe("zeptoclaw doctor", () => {
       env: { ZEPTOCLAW_LLM_BASE_URL: llm.url, ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir.dir, "s.sqlite")}` },
     });
     expect(r.stdout).toMatch(/ok {4}llm: .* reachable \(HTTP 200\)/);
-    expect(r.stdout).toMatch(/ok {4}store:/);
+    expect(r.stdout).toMatch(/ok {4}store: SQLite at .* opens and is writable\n/);
     expect(r.code).toBe(0);
   });
 
@@ -175,6 +175,29 @@ describe("zeptoclaw doctor", () => {
 });
 
 describe("zeptoclaw gateway start failures", () => {
+  it("refuses a second gateway on the same store, and frees the store when the first dies", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const store = `sqlite://${join(dir.dir, "s.sqlite")}`;
+    const env = { ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: store };
+    const first = await startChildGateway([], env);
+    cleanups.push(() => first.child.kill("SIGKILL"));
+    // Another port, the same store: as a copy started by hand, or PM2 in cluster mode.
+    const second = await runCli(["gateway"], { env });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`cannot start: another zeptoclaw gateway is running on session.store ${store} (it holds ${join(dir.dir, "s.lock")})`);
+    expect((await fetch(`${first.base}/readyz`)).status).toBe(200);
+    // The CLI's other commands still open the store beside a running gateway.
+    expect(await runCli(["pair", "list"], { env })).toMatchObject({ code: 0 });
+    expect((await runCli(["doctor"], { env })).stdout).toMatch(/ok {4}store: SQLite at .* opens and is writable; a gateway is running on it\n/);
+    // kill -9 leaves no stale lock: the kernel drops it with the process.
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const third = await startChildGateway([], env);
+    cleanups.push(() => third.child.kill("SIGKILL"));
+    expect((await fetch(`${third.base}/readyz`)).status).toBe(200);
+  });
+
   it("exits 1 naming the port when http.port is taken", async () => {
     const { createServer } = await import("node:net");
     const blocker = createServer();
