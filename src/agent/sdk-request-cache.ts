@@ -8,6 +8,10 @@ type BuiltRequest = Awaited<ReturnType<BuildRequest>>;
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 
+/** The user key's scheme alone, as chat calls ask (admin endpoints ask for the admin key). */
+const bearerOnly = (security: RequestOptions["__security"]): boolean =>
+  security === undefined || (security.bearerAuth === true && !security.adminAPIKeyAuth && Object.keys(security).length === 1);
+
 /**
  * The openai SDK's client, building its JSON POSTs' headers once instead of on every call.
  *
@@ -19,15 +23,17 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
  * build from the same inputs (a POST with a plain JSON body and nothing per request: no
  * extra headers, query, idempotency key or fetch options, the same retry count and
  * timeout, a fixed API key) gets the same headers and the same `JSON.stringify` body
- * without the merge. Anything else goes through the SDK as shipped. The tests hold the
- * two paths to identical output, so an SDK upgrade that starts varying a header per call
- * fails there, not in production.
+ * without the merge. Anything else goes through the SDK as shipped, and so does every
+ * request of a subclass such as `AzureOpenAI`, whose own `buildRequest` rewrites the path.
+ * The tests hold the two paths to identical output, so an SDK upgrade that starts varying a
+ * header per call fails there, not in production.
  *
  * The kept headers are a frozen plain object, not `Headers`: what reads them after this
  * step (the SDK's request logging and our `fetch`) takes either, and the one SDK path that
  * writes to them (workload identity tokens) is off when the API key is a string.
  */
 export function withCachedRequestHeaders(OpenAI: OpenAIModule): OpenAIModule {
+  if (OpenAI.name !== "OpenAI") throw new TypeError(`withCachedRequestHeaders: OpenAI itself only, not ${OpenAI.name}`);
   class CachedHeadersOpenAI extends OpenAI {
     /** Headers as the SDK built them, by retry count and timeout. */
     readonly #headers = new Map<string, Readonly<Record<string, string>>>();
@@ -42,6 +48,7 @@ export function withCachedRequestHeaders(OpenAI: OpenAIModule): OpenAIModule {
         options.fetchOptions === undefined &&
         !("timeout" in options) &&
         isPlainObject(options.body) &&
+        bearerOnly(options.__security) &&
         this.idempotencyHeader === undefined &&
         this.fetchOptions === undefined &&
         typeof this._options.apiKey === "string";
@@ -65,5 +72,7 @@ export function withCachedRequestHeaders(OpenAI: OpenAIModule): OpenAIModule {
       };
     }
   }
+  // The SDK's User-Agent is the class's name ("OpenAI/JS 6.x"): the subclass keeps it.
+  Object.defineProperty(CachedHeadersOpenAI, "name", { value: OpenAI.name });
   return CachedHeadersOpenAI;
 }
