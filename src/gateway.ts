@@ -196,14 +196,25 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
   // What a crash or a cut-short drain left: finished replies are sent again from the journal,
   // accepted messages run again, in their original order, before anything new.
-  const left = await stores.journal.unfinished();
-  if (left.accepted.length > 0 || left.finished.length > 0) {
-    logger.warn({ rerun: left.accepted.length, resend: left.finished.length }, "recovering unfinished messages from the journal");
+  let left: Awaited<ReturnType<typeof stores.journal.unfinished>>;
+  let port: number;
+  try {
+    left = await stores.journal.unfinished();
+    if (left.accepted.length > 0 || left.finished.length > 0) {
+      logger.warn({ rerun: left.accepted.length, resend: left.finished.length }, "recovering unfinished messages from the journal");
+    }
+    bus.replay(left.accepted);
+    // Listen before any channel starts: a taken port must fail the start before a Telegram
+    // poller has taken updates, and a webhook must be served before setWebhook points at it.
+    port = await http.listen(config.http.port, config.http.host);
+  } catch (err) {
+    // A failed start lets go of the store (and its lock): the same process may try again.
+    // Replayed messages were never started; they stay in the journal for the next start.
+    clearInterval(gauges);
+    await bus.close(0);
+    await stores.close();
+    throw err;
   }
-  bus.replay(left.accepted);
-  // Listen before any channel starts: a taken port must fail the start before a Telegram
-  // poller has taken updates, and a webhook must be served before setWebhook points at it.
-  const port = await http.listen(config.http.port, config.http.host);
   const abort = new AbortController();
   try {
     for (const channel of channels) {
@@ -280,10 +291,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (report.aborted.length > 0 || report.unstarted.length > 0) {
         logger.warn({ aborted: report.aborted, unstarted: report.unstarted.length }, "drain budget ran out; these messages were not answered");
       }
-      abort.abort();
-      await Promise.allSettled(channels.map((c) => c.stop()));
-      await http.close();
-      await stores.close();
+      try {
+        abort.abort();
+        await Promise.allSettled(channels.map((c) => c.stop()));
+        await http.close();
+      } finally {
+        // Flushed and closed whatever went before: the store and its lock are let go.
+        await stores.close();
+      }
       logger.info({ drainMs: Date.now() - started }, "zeptoclaw gateway stopped");
     },
   };

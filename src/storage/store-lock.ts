@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { StorageError } from "../errors.js";
@@ -6,11 +6,10 @@ import { StorageError } from "../errors.js";
 /** How long a start waits for a gateway that is still exiting to let go of the store. */
 const WAIT_MS = 1_000;
 
-/** The lock file beside a store: `sqlite://data/sessions.sqlite` -> `data/sessions.lock`; none in memory. */
+/** The lock file beside a store: `sqlite://data/sessions.sqlite` -> `data/sessions.sqlite.lock`; none in memory. */
 export function storeLockPath(store: string): string | undefined {
   const path = store.replace(/^sqlite:\/\//, "");
-  if (path === ":memory:") return undefined;
-  return path.endsWith(".sqlite") ? `${path.slice(0, -".sqlite".length)}.lock` : `${path}.lock`;
+  return path === ":memory:" ? undefined : `${path}.lock`;
 }
 
 /** A held store lock. */
@@ -40,9 +39,12 @@ export function lockStore(store: string, waitMs = WAIT_MS): StoreLock | undefine
     mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { timeout: waitMs });
     db.pragma("locking_mode = EXCLUSIVE");
-    // No rollback journal file: the transaction writes nothing, it only takes the lock.
+    // No rollback journal file for the one small write below.
     db.pragma("journal_mode = MEMORY");
-    db.exec("BEGIN EXCLUSIVE; COMMIT");
+    // A write, not just BEGIN EXCLUSIVE: on a file this user may only read (made by root's
+    // `doctor`, say) SQLite opens read-only without a word and BEGIN EXCLUSIVE takes only a
+    // shared lock, which a second gateway could share. The write fails there instead.
+    db.exec(`BEGIN EXCLUSIVE; PRAGMA user_version = ${process.pid}; COMMIT`);
   } catch (err) {
     db?.close();
     const busy = (err as { code?: string }).code === "SQLITE_BUSY";
@@ -62,12 +64,21 @@ export function lockStore(store: string, waitMs = WAIT_MS): StoreLock | undefine
   };
 }
 
-/** Whether a gateway holds the store's lock right now (`zeptoclaw doctor` asks); never waits. */
+/**
+ * Whether a gateway holds the store's lock right now (`zeptoclaw doctor` asks). Reads only,
+ * never creates the file and never waits: a read is refused while a gateway holds it.
+ */
 export function storeInUse(store: string): boolean {
+  const path = storeLockPath(store);
+  if (path === undefined || !existsSync(path)) return false;
+  let db: Database.Database | undefined;
   try {
-    lockStore(store, 0)?.release();
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 0 });
+    db.prepare("SELECT count(*) FROM sqlite_master").get();
     return false;
   } catch (err) {
-    return ((err as { cause?: { code?: string } }).cause?.code ?? "") === "SQLITE_BUSY";
+    return (err as { code?: string }).code === "SQLITE_BUSY";
+  } finally {
+    db?.close();
   }
 }

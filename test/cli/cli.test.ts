@@ -185,7 +185,7 @@ describe("zeptoclaw gateway start failures", () => {
     // Another port, the same store: as a copy started by hand, or PM2 in cluster mode.
     const second = await runCli(["gateway"], { env });
     expect(second.code).toBe(1);
-    expect(second.stderr).toContain(`cannot start: another zeptoclaw gateway is running on session.store ${store} (it holds ${join(dir.dir, "s.lock")})`);
+    expect(second.stderr).toContain(`cannot start: another zeptoclaw gateway is running on session.store ${store} (it holds ${join(dir.dir, "s.sqlite.lock")})`);
     expect((await fetch(`${first.base}/readyz`)).status).toBe(200);
     // The CLI's other commands still open the store beside a running gateway.
     expect(await runCli(["pair", "list"], { env })).toMatchObject({ code: 0 });
