@@ -34,6 +34,8 @@ export interface BenchOptions {
   gatewayNodeArgs: string[];
   /** Where the gateway child's output goes (appended), for what those flags print. */
   gatewayLog: string | undefined;
+  /** A CSV of every answered message's send time and latency. */
+  latencyLog: string | undefined;
   /** Web chat: drive a bare stand-in that only makes the HTTP legs, not the gateway: a floor under its cost. */
   bareGateway: boolean;
   /** Progress display: a bar on a terminal, plain lines otherwise, or none. */
@@ -83,6 +85,11 @@ Options:
                        For inproc, put the flag before the script: node A dist/app/cli.js bench ...
   --gateway-log FILE   webchat, telegram: append the gateway child's output to FILE
                        (its log lines, and what such flags print)
+  --latency-log FILE   write every answered message as a line of CSV: its phase (ramp,
+                       warmup, load), send time in ms since the epoch (the clock of a
+                       gateway's performance.timeOrigin + performance.now(), so its GC
+                       events and profiles line up), user, latency and overhead in ms;
+                       held until the end, 40 bytes a message (inproc: in the RSS figures)
   --bare-gateway       webchat: replace the gateway by a stand-in that does only the
                        HTTP legs of a message on node:http (POST, streamed LLM call,
                        SSE reply; no bus, journal, sessions or SDK): a floor under the
@@ -121,6 +128,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
         "gateway-cpu-prof": { type: "string" },
         "gateway-node-arg": { type: "string", multiple: true },
         "gateway-log": { type: "string" },
+        "latency-log": { type: "string" },
         "bare-gateway": { type: "boolean" },
         progress: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -147,6 +155,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (v["gateway-log"] !== undefined && path === "inproc") throw new BenchUsageError("--gateway-log: only with --path webchat or telegram (inproc has no gateway child)");
   const badArg = gatewayNodeArgs.find((a) => !a.startsWith("-"));
   if (badArg !== undefined) throw new BenchUsageError(`--gateway-node-arg: expected a node flag such as --trace-gc, got "${badArg}"`);
+  if (v["latency-log"] !== undefined && v.sweep !== undefined) throw new BenchUsageError("--latency-log: not with --sweep (one file a run; run the points one by one)");
   if (v["bare-gateway"] === true && v.sweep !== undefined) throw new BenchUsageError("--bare-gateway: not with --sweep (each point of a sweep runs the gateway)");
   let sweep: number[] | undefined;
   if (v.sweep !== undefined) {
@@ -169,6 +178,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     gatewayCpuProf: v["gateway-cpu-prof"],
     gatewayNodeArgs,
     gatewayLog: v["gateway-log"],
+    latencyLog: v["latency-log"],
     bareGateway: v["bare-gateway"] === true,
     progress,
     help: v.help === true,

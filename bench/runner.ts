@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { GATEWAY_NODE_FLAGS } from "../src/package-info.js";
+import { LatencyLog, type LatencyPhase } from "./latency-log.js";
 import { linearFit, Samples, summarize } from "./stats.js";
 import type { BenchOptions } from "./options.js";
 import type { BenchTarget, DeliveredReply, TargetSettings } from "./targets/target.js";
@@ -76,6 +77,7 @@ class Ledger {
   constructor(
     private readonly target: BenchTarget,
     private readonly onAnswered: (user: number) => void,
+    private readonly log?: { to: LatencyLog; phase: LatencyPhase },
   ) {}
 
   get outstanding(): number {
@@ -131,8 +133,10 @@ class Ledger {
     if (r.isError) this.errors++;
     this.lastReplyAt = Math.max(this.lastReplyAt, r.at);
     const latency = r.at - t0;
+    const overhead = Math.max(0, latency - this.target.llmMs(id));
     this.latency.push(latency);
-    this.overhead.push(Math.max(0, latency - this.target.llmMs(id)));
+    this.overhead.push(overhead);
+    this.log?.to.record(this.log.phase, t0, r.user, latency, overhead);
     this.onAnswered(r.user);
     this.checkIdle();
   }
@@ -205,10 +209,11 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const drainMs = Math.max(15_000, o.llmLatencyMs * 10);
   const details: Record<string, unknown> = {};
   let perUserKb: number | null = null;
+  const latencyLog = o.latencyLog === undefined ? undefined : new LatencyLog();
 
   if (o.memoryProfile) {
     // Marginal memory: activate users in steps, each sending one message, and fit RSS to active users.
-    ledger = new Ledger(target, onAnswered);
+    ledger = new Ledger(target, onAnswered, latencyLog && { to: latencyLog, phase: "ramp" });
     const steps = Math.min(5, o.users);
     const ramp: { users: number; rss_mb: number; heap_mb?: number }[] = [];
     await target.settle();
@@ -267,7 +272,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   if (o.warmupS > 0) {
     // The same load on a cold process first: what it sends must be answered (it counts in
     // the totals), but its latencies are the JIT's and the pools', not the steady state's.
-    ledger = new Ledger(target, onAnswered);
+    ledger = new Ledger(target, onAnswered, latencyLog && { to: latencyLog, phase: "warmup" });
     const t0 = performance.now();
     const progress = setInterval(() => {
       deps.onProgress?.({ phase: "warmup", elapsedS: (performance.now() - t0) / 1000, durationS: o.warmupS, sent: ledger.sent, answered: ledger.answered, rssMb: target.rssBytes() / MB });
@@ -280,7 +285,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     details.warmup = { seconds: o.warmupS, ...warm };
   }
 
-  ledger = new Ledger(target, onAnswered);
+  ledger = new Ledger(target, onAnswered, latencyLog && { to: latencyLog, phase: "load" });
   await target.settle();
   const rssStart = target.rssBytes();
   const cpuStart = target.cpuSeconds();
@@ -308,6 +313,7 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const perMsg = (seconds: number): number | null => (ledger.answered > 0 ? round((seconds * 1000) / ledger.answered, 3) : null);
   await target.settle();
   const rssSettled = target.rssBytes();
+  if (latencyLog && o.latencyLog !== undefined) details.latency_log = { file: o.latencyLog, lines: latencyLog.write(o.latencyLog) };
 
   const measuredS = ((ledger.lastReplyAt || stoppedAt) - started) / 1000;
   const latency = summarize(ledger.latency);

@@ -22,13 +22,23 @@ function expectWellFormed(r: BenchReport): void {
 
 describe("zeptoclaw bench", () => {
   it("answers every message of a short open-loop run through the real pipeline and reports every figure", async () => {
-    const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--settle", "0", "--progress", "off"]));
-    expectWellFormed(r);
-    expect(r.lost).toBe(0);
-    expect(r.duplicated).toBe(0);
-    expect(r.answered).toBe(r.sent);
-    expect(typeof r.per_user_kb).toBe("number");
-    expect((r.details.memory_ramp as unknown[]).length).toBe(6);
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    try {
+      const file = join(dir, "latency.csv");
+      const r = await benchOnce(parseBenchArgs(["--users", "50", "--duration", "2", "--memory-profile", "--settle", "0", "--progress", "off", "--latency-log", file]));
+      expectWellFormed(r);
+      expect(r.lost).toBe(0);
+      expect(r.duplicated).toBe(0);
+      expect(r.answered).toBe(r.sent);
+      expect(typeof r.per_user_kb).toBe("number");
+      expect((r.details.memory_ramp as unknown[]).length).toBe(6);
+      // The ramp's one message a user is logged apart from the measured run's.
+      const phases = readFileSync(file, "utf8").trimEnd().split("\n").slice(1).map((l) => l.split(",")[0]);
+      expect(phases.filter((p) => p === "ramp").length).toBe(50);
+      expect(phases.filter((p) => p === "load").length).toBe(r.answered);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("loses nothing in closed loop (--rate max), where every reply triggers the next message", async () => {
@@ -72,6 +82,40 @@ describe("zeptoclaw bench", () => {
       for (const k of ["sent", "answered", "lost", "duplicated", "throughput_msg_s", "latency_ms", "overhead_ms", "rss_mb", "per_user_kb", "cpu_s", "users", "duration_s", "rate", "llm_latency_ms", "path"]) {
         expect(json).toHaveProperty(k);
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes every answered message's send time and latency to --latency-log", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    try {
+      const file = join(dir, "latency.csv");
+      const before = Date.now();
+      const r = await benchOnce(
+        parseBenchArgs(["--users", "20", "--duration", "1", "--warmup", "1", "--settle", "0", "--progress", "off", "--latency-log", file]),
+      );
+      const after = Date.now();
+      const [header, ...lines] = readFileSync(file, "utf8").trimEnd().split("\n");
+      expect(header).toBe("phase,sent_at_ms,user,latency_ms,overhead_ms");
+      const rows = lines.map((l) => l.split(","));
+      const warm = r.details.warmup as { answered: number };
+      const of = (phase: string): string[][] => rows.filter((p) => p[0] === phase);
+      // The warm-up's and the measured run's, each once.
+      expect(of("warmup").length).toBe(warm.answered);
+      expect(of("load").length).toBe(r.answered - warm.answered);
+      expect(rows.length).toBe(r.answered);
+      for (const [, at, user, latency, overhead] of rows) {
+        expect(Number(at)).toBeGreaterThanOrEqual(before);
+        expect(Number(at)).toBeLessThanOrEqual(after);
+        expect(Number(user)).toBeGreaterThanOrEqual(0);
+        expect(Number(user)).toBeLessThan(20);
+        expect(Number(overhead)).toBeGreaterThanOrEqual(0);
+        expect(Number(overhead)).toBeLessThanOrEqual(Number(latency));
+      }
+      // The measured run's lines are the latencies the report summarizes.
+      expect(Math.max(...of("load").map((p) => Number(p[3])))).toBeCloseTo(r.latency_ms.max, 1);
+      expect(r.details.latency_log).toEqual({ file, lines: rows.length });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -147,6 +191,7 @@ describe("zeptoclaw bench", () => {
     // inproc runs the gateway in this process: its node flags go before the script.
     expect(await benchCommand(["--gateway-node-arg=--trace-gc"])).toBe(2);
     expect(await benchCommand(["--gateway-log", "gateway.log"])).toBe(2);
+    expect(await benchCommand(["--latency-log", "latency.csv", "--sweep", "10,20"])).toBe(2);
     expect(await benchCommand(["--path", "webchat", "--gateway-node-arg", "trace-gc"])).toBe(2);
   });
 
