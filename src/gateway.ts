@@ -212,7 +212,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     // Replayed messages were never started; they stay in the journal for the next start.
     clearInterval(gauges);
     await bus.close(0);
-    await stores.close();
+    await stores.close().catch((closeErr: unknown) => logger.warn({ err: closeErr }, "closing the store after a failed start failed"));
     throw err;
   }
   const abort = new AbortController();

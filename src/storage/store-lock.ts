@@ -41,9 +41,9 @@ export function lockStore(store: string, waitMs = WAIT_MS): StoreLock | undefine
     db.pragma("locking_mode = EXCLUSIVE");
     // No rollback journal file for the one small write below.
     db.pragma("journal_mode = MEMORY");
-    // A write, not just BEGIN EXCLUSIVE: on a file this user may only read (made by root's
-    // `doctor`, say) SQLite opens read-only without a word and BEGIN EXCLUSIVE takes only a
-    // shared lock, which a second gateway could share. The write fails there instead.
+    // A write, not just BEGIN EXCLUSIVE: on a file this user may only read (left by a gateway
+    // once started as root, say) SQLite opens read-only without a word and BEGIN EXCLUSIVE
+    // takes only a shared lock, which a second gateway could share. The write fails there.
     db.exec(`BEGIN EXCLUSIVE; PRAGMA user_version = ${process.pid}; COMMIT`);
   } catch (err) {
     db?.close();

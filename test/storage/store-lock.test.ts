@@ -78,7 +78,7 @@ describe("the store lock", () => {
     chmodSync(dir.dir, 0o777);
     const store = `sqlite://${join(dir.dir, "s.sqlite")}`;
     const lockFile = storeLockPath(store) as string;
-    // Made by root (say, `sudo zeptoclaw doctor` before the service's first start).
+    // Left by root (a gateway once started with sudo, before the service's own user).
     new Database(lockFile).close();
     chmodSync(lockFile, 0o644);
     writeFileSync(join(dir.dir, "s.sqlite"), "");
