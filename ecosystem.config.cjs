@@ -1,5 +1,6 @@
 // PM2: `pm2 start ecosystem.config.cjs`. One process in fork mode: the embedded default
-// keeps its bus and SQLite sessions in this process, so it must not be clustered.
+// keeps its bus and SQLite sessions in this process, so it must not be clustered (a second
+// instance on the same store exits at start: the gateway holds a lock on it).
 module.exports = {
   apps: [
     {
