@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { GATEWAY_NODE_FLAGS } from "../src/package-info.js";
 import { WORKER_IDLE_MS } from "../src/storage/wal-checkpointer.js";
 
 /**
@@ -80,7 +81,7 @@ Options:
   --json FILE          write every figure as JSON
   --gateway-cpu-prof DIR  webchat, telegram: run the gateway child with --cpu-prof into DIR
   --gateway-node-arg A webchat, telegram: pass the node flag A to the gateway child, after
-                       the flags npm start and PM2 give it (--max-semi-space-size=32; a
+                       the flags npm start and PM2 give it (${GATEWAY_NODE_FLAGS.join(" ")}; a
                        later value wins); repeatable, e.g. --gateway-node-arg=--trace-gc.
                        For inproc, put the flag before the script: node A dist/app/cli.js bench ...
   --gateway-log FILE   webchat, telegram: append the gateway child's output to FILE

@@ -9,8 +9,13 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 
 /** The user key's scheme alone, as chat calls ask (admin endpoints ask for the admin key). */
-const bearerOnly = (security: RequestOptions["__security"]): boolean =>
-  security === undefined || (security.bearerAuth === true && !security.adminAPIKeyAuth && Object.keys(security).length === 1);
+function bearerOnly(security: RequestOptions["__security"]): boolean {
+  if (security === undefined) return true;
+  if (security.bearerAuth !== true) return false;
+  // Any other scheme, known now or added later, goes to the SDK.
+  for (const scheme in security) if (scheme !== "bearerAuth") return false;
+  return true;
+}
 
 /**
  * The openai SDK's client, building its JSON POSTs' headers once instead of on every call.

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { chmodSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -8,7 +7,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { StorageError } from "../../src/errors.js";
 import { startGateway } from "../../src/gateway.js";
 import { lockStore, storeInUse, storeLockPath, type StoreLock } from "../../src/storage/store-lock.js";
-import { CLI } from "../support/child-gateway.js";
+import { runCli } from "../support/child-gateway.js";
 import { captureLogger, tempDir } from "../support/harness.js";
 
 const cleanups: (() => unknown)[] = [];
@@ -83,20 +82,11 @@ describe("the store lock", () => {
     chmodSync(lockFile, 0o644);
     writeFileSync(join(dir.dir, "s.sqlite"), "");
     chmodSync(join(dir.dir, "s.sqlite"), 0o666);
-    const child = spawn(process.execPath, [CLI, "gateway"], {
-      env: { PATH: process.env.PATH ?? "", ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: store },
+    const { code, stderr } = await runCli(["gateway"], {
+      env: { ZEPTOCLAW_HTTP_PORT: "0", ZEPTOCLAW_SESSION_STORE: store },
       uid: 65534,
       gid: 65534,
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      child.on("close", (c) => {
-        clearTimeout(timer);
-        resolve(c);
-      });
+      timeoutMs: 10_000,
     });
     expect(code).toBe(1);
     expect(stderr).toContain(`cannot start: cannot take the store's lock ${lockFile}: attempt to write a readonly database`);

@@ -9,13 +9,15 @@ export const CLI = join(PACKAGE_ROOT, "dist", "app", "cli.js");
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
-  opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+  opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; uid?: number; gid?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: opts.cwd ?? PACKAGE_ROOT,
       env: { PATH: process.env.PATH ?? "", ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
     });
     let stdout = "";
     let stderr = "";
