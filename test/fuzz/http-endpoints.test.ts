@@ -405,7 +405,7 @@ describe("fuzz: every HTTP endpoint answers bad input with a 4xx, never a 5xx or
       `fuzz: RSS ${mb(before.rss)} MB before, ${mb(fuzzed.rss)} MB after the fuzzing, ${mb(after.rss)} MB after 2,000 more; ` +
         `live heap ${mb(before.heap)} -> ${mb(fuzzed.heap)} -> ${mb(after.heap)} MB, buffers ${mb(before.external)} -> ${mb(fuzzed.external)} -> ${mb(after.external)} MB`,
     );
-    // 12 MB is 6 KB a request; Node 22 and 24 add ~5 MB once (compiled code), then stay flat.
+    // 12 MB is 6 KB a request; Node 22 and 24 add ~5 MB once here, then stay flat (five more rounds).
     expect(after.heap - warm.heap, `live heap grew by ${mb(after.heap - warm.heap)} MB over 2,000 more bad requests`).toBeLessThan(12 * 1_048_576);
     expect(after.external - warm.external, `live buffers grew by ${mb(after.external - warm.external)} MB over 2,000 more bad requests`).toBeLessThan(40 * 1_048_576);
   });
