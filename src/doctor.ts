@@ -5,6 +5,7 @@ import type { Config } from "./config/schema.js";
 import { OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
 import { openStores } from "./storage/open-stores.js";
 import { storeInUse } from "./storage/store-lock.js";
+import { sqlitePath } from "./storage/sync-sqlite.js";
 
 /** One finding of `zeptoclaw doctor`. */
 export interface Finding {
@@ -35,7 +36,7 @@ function portFree(host: string, port: number): Promise<boolean> {
 }
 
 async function checkStore(config: Config): Promise<Finding> {
-  const path = config.session.store.replace(/^sqlite:\/\//, "");
+  const path = sqlitePath(config.session.store);
   try {
     const stores = await openStores(config.session, pino({ level: "silent" }));
     await stores.close();

@@ -7,7 +7,7 @@ import type { CompactHistory } from "./compact-history.js";
 import { reviveSession, SessionStore } from "./session-store.js";
 import { SqliteKvStore } from "./sqlite-store.js";
 import { lockStore, type StoreLock } from "./store-lock.js";
-import { openSyncSqlite, type SyncSqlite } from "./sync-sqlite.js";
+import { openSyncSqlite, sqlitePath, type SyncSqlite } from "./sync-sqlite.js";
 import { startWalCheckpointer } from "./wal-checkpointer.js";
 import { WriteBehindMap } from "./write-behind.js";
 
@@ -86,7 +86,7 @@ export async function openStores(cfg: StoresConfig, logger: Logger, { exclusive 
     // Nothing half-open is left behind: a caller that retries does not leak connections.
     for (const c of opened) c.close();
     lock?.release();
-    const path = cfg.store.slice("sqlite://".length);
+    const path = sqlitePath(cfg.store);
     throw new StorageError(`cannot open the session store at ${path}: ${(err as Error).message}`, { cause: err });
   }
   const ttlMs = cfg.session_ttl_hours * HOUR;
@@ -125,8 +125,8 @@ export async function openStores(cfg: StoresConfig, logger: Logger, { exclusive 
       ? async () => undefined
       : startWalCheckpointer(
           [
-            { db: jdb.db, path: journalUri(cfg.store).slice("sqlite://".length) },
-            { db: sdb.db, path: cfg.store.slice("sqlite://".length) },
+            { db: jdb.db, path: sqlitePath(journalUri(cfg.store)) },
+            { db: sdb.db, path: sqlitePath(cfg.store) },
           ],
           log,
         );

@@ -2,13 +2,14 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { StorageError } from "../errors.js";
+import { sqlitePath } from "./sync-sqlite.js";
 
 /** How long a start waits for a gateway that is still exiting to let go of the store. */
 const WAIT_MS = 1_000;
 
 /** The lock file beside a store: `sqlite://data/sessions.sqlite` -> `data/sessions.sqlite.lock`; none in memory. */
 export function storeLockPath(store: string): string | undefined {
-  const path = store.replace(/^sqlite:\/\//, "");
+  const path = sqlitePath(store);
   return path === ":memory:" ? undefined : `${path}.lock`;
 }
 

@@ -12,13 +12,18 @@ export interface SyncSqlite {
   close(): void;
 }
 
+/** The file a `sqlite://` URI names (`sqlite://data/x.sqlite` -> `data/x.sqlite`), or `:memory:`. */
+export function sqlitePath(uri: string): string {
+  return uri.replace(/^sqlite:\/\//, "");
+}
+
 /**
  * Opens a SQLite file with better-sqlite3 in WAL mode with `synchronous=NORMAL`: a commit is a
  * write to the WAL, tens of microseconds on the calling thread, and survives a killed process
  * (a power cut may lose the last commits; the OS has not synced them).
  */
 export function openSyncSqlite(uri: string): SyncSqlite {
-  const path = uri.replace(/^sqlite:\/\//, "");
+  const path = sqlitePath(uri);
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path, { timeout: 5_000 });
   db.pragma("journal_mode = WAL");
