@@ -47,8 +47,12 @@ export interface FakeOpenAi {
   count: number;
   /** Faults consumed in order, one per request. */
   faults: Fault[];
-  /** Probability (0-1) that a request gets a random fault from `randomFaults`. */
-  faultRate: number;
+  /**
+   * Every `faultEvery`-th request (0: none) gets the next of the mixed faults (429, 5xx, a
+   * broken stream, malformed JSON, a reset), in turn: a fault rate without chance, so a run
+   * never holds more failures in a row than the rate implies.
+   */
+  faultEvery: number;
   options: FakeOpenAiOptions;
   close(): Promise<void>;
 }
@@ -76,7 +80,7 @@ function readJson(req: IncomingMessage): Promise<{ json: unknown; bytes: number 
   });
 }
 
-const RANDOM_FAULTS: Fault[] = [
+const MIXED_FAULTS: Fault[] = [
   { status: 429, retryAfter: 0 },
   { status: 500 },
   { status: 503 },
@@ -97,7 +101,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     requests: [],
     count: 0,
     faults: [],
-    faultRate: 0,
+    faultEvery: 0,
     options,
     close: async () => undefined,
   };
@@ -122,8 +126,8 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     state.count++;
     if (state.options.record !== false) state.requests.push({ ...body, ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
     let fault = state.faults.shift();
-    if (!fault && state.faultRate > 0 && Math.random() < state.faultRate) {
-      fault = RANDOM_FAULTS[Math.floor(Math.random() * RANDOM_FAULTS.length)];
+    if (!fault && state.faultEvery > 0 && state.count % state.faultEvery === 0) {
+      fault = MIXED_FAULTS[(state.count / state.faultEvery) % MIXED_FAULTS.length];
     }
     if (fault && "hang" in fault) {
       open.add(res);
