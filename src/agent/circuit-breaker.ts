@@ -1,24 +1,45 @@
 /** Settings of a `CircuitBreaker`. */
 export interface CircuitBreakerOptions {
-  /** Consecutive failed attempts that open the circuit. */
+  /** Failed attempts within `windowMs` that open the circuit, if they are also `failureRatio` of the attempts there. */
   threshold: number;
   /** How long it stays open before one trial call is let through. */
   cooldownMs: number;
+  /** How far back the counts reach (default 10 s), kept in ten slices. */
+  windowMs?: number;
+  /** The share of failed attempts in the window that opens the circuit, with `threshold` (default 0.5). */
+  failureRatio?: number;
   now?: () => number;
 }
 
+const SLICES = 10;
+
 /**
- * Stops hammering a provider that is down: after `threshold` failed attempts in a row,
- * calls fail at once for `cooldownMs`; then one trial call decides whether it closes again.
+ * Stops hammering a provider that is down: when the last `windowMs` saw `threshold` failed
+ * attempts and they were at least `failureRatio` of all attempts, calls fail at once for
+ * `cooldownMs`; then one trial call decides whether it closes again.
+ *
+ * A ratio over a window, not failures in a row: with hundreds of calls a second, a provider
+ * that fails one call in five (and whose failures the retries absorb) gives five failures in
+ * a row every few seconds by chance, and a breaker counting those refused every user for the
+ * whole cooldown. A provider that is down fails nearly every call, which the ratio sees as
+ * soon as `threshold` have failed; at a few calls a minute the window holds only those, so
+ * `threshold` failures with no success between them open it, as before.
  */
 export class CircuitBreaker {
-  private failures = 0;
   private openedAt: number | undefined;
   private trial = false;
   private readonly now: () => number;
+  private readonly sliceMs: number;
+  private readonly ratio: number;
+  /** Per slice of the window: the slice's number (time ÷ sliceMs), its failures and its successes. */
+  private readonly slice = new Float64Array(SLICES).fill(-1);
+  private readonly failed = new Uint32Array(SLICES);
+  private readonly succeeded = new Uint32Array(SLICES);
 
   constructor(private readonly o: CircuitBreakerOptions) {
     this.now = o.now ?? Date.now;
+    this.sliceMs = Math.max(1, (o.windowMs ?? 10_000) / SLICES);
+    this.ratio = o.failureRatio ?? 0.5;
   }
 
   /** Milliseconds until a call may be tried again; 0 when a call may go now. */
@@ -36,17 +57,47 @@ export class CircuitBreaker {
     return this.openedAt !== undefined && this.openedAt + this.o.cooldownMs > this.now();
   }
 
+  /** The provider answered (an answer, or a refusal that shows it is up, such as a 429): a closed circuit. */
   success(): void {
-    this.failures = 0;
-    this.openedAt = undefined;
-    this.trial = false;
+    if (this.openedAt !== undefined) {
+      // The trial (or a call started before the circuit opened) got through: start afresh.
+      this.openedAt = undefined;
+      this.trial = false;
+      this.failed.fill(0);
+      this.succeeded.fill(0);
+    }
+    this.succeeded[this.current()]!++;
   }
 
+  /** An attempt failed in a way that says the provider is down or broken (no connection, a timeout, a 5xx). */
   failure(): void {
-    this.failures++;
-    if (this.trial || this.failures >= this.o.threshold) {
+    this.failed[this.current()]!++;
+    if (this.trial) {
       this.openedAt = this.now();
       this.trial = false;
+      return;
     }
+    if (this.openedAt !== undefined) return;
+    let failed = 0;
+    let all = 0;
+    const oldest = Math.floor(this.now() / this.sliceMs) - SLICES + 1;
+    for (let i = 0; i < SLICES; i++) {
+      if (this.slice[i]! < oldest) continue;
+      failed += this.failed[i]!;
+      all += this.failed[i]! + this.succeeded[i]!;
+    }
+    if (failed >= this.o.threshold && failed >= all * this.ratio) this.openedAt = this.now();
+  }
+
+  /** The slot of the slice `now` falls in, emptied first if it still holds an older slice. */
+  private current(): number {
+    const n = Math.floor(this.now() / this.sliceMs);
+    const i = n % SLICES;
+    if (this.slice[i] !== n) {
+      this.slice[i] = n;
+      this.failed[i] = 0;
+      this.succeeded[i] = 0;
+    }
+    return i;
   }
 }

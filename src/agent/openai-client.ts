@@ -29,11 +29,21 @@ export interface OpenAiClientOptions {
   backoff?: { baseMs: number; capMs: number };
   /** Called before each retry, for metrics. */
   onRetry?: (code: string) => void;
-  /** Failed attempts in a row that open the circuit breaker (default 5), and its cooldown. */
-  breaker?: { threshold: number; cooldownMs: number };
+  /** The circuit breaker: failed attempts within its window that open it (default 5, if half the attempts there), and its cooldown. */
+  breaker?: { threshold: number; cooldownMs: number; windowMs?: number };
 }
 
 type OpenAIModule = typeof OpenAIType;
+
+/**
+ * Whether a failed attempt counts against the provider in the circuit breaker: no
+ * connection, a timeout, a 5xx, a broken or malformed answer. A 429 says the provider is
+ * up and busy (the retries wait as it asks), and any other 4xx is about this request or
+ * our key: neither means the provider is down, and neither should refuse every user.
+ */
+function providerDown(err: LlmError): boolean {
+  return err.status === undefined || err.status === 408 || err.status >= 500;
+}
 
 function toLlmError(OpenAI: OpenAIModule, err: unknown, timedOut: boolean): LlmError {
   if (err instanceof LlmError) return err;
@@ -198,7 +208,10 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
           breaker.success();
           return res;
         } catch (err) {
-          if (err instanceof LlmError) breaker.failure();
+          if (err instanceof LlmError) {
+            if (providerDown(err)) breaker.failure();
+            else breaker.success();
+          }
           if (!(err instanceof LlmError) || !err.retryable || i >= o.maxRetries) throw err;
           const wait = backoffDelay(i, backoff, err.retryAfterMs);
           o.logger.warn({ msgId: req.msgId, code: err.code, attempt: i + 1, waitMs: wait }, "LLM call failed; retrying");
