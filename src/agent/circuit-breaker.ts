@@ -1,21 +1,21 @@
 /** Settings of a `CircuitBreaker`. */
 export interface CircuitBreakerOptions {
-  /** Failed attempts within `windowMs` that open the circuit, if they are also `failureRatio` of the attempts there. */
+  /** Failed attempts within `windowMs` that open the circuit, if they are also half of the attempts there. */
   threshold: number;
   /** How long it stays open before one trial call is let through. */
   cooldownMs: number;
   /** How far back the counts reach (default 10 s), kept in ten slices. */
   windowMs?: number;
-  /** The share of failed attempts in the window that opens the circuit, with `threshold` (default 0.5). */
-  failureRatio?: number;
   now?: () => number;
 }
 
 const SLICES = 10;
+/** The share of the window's attempts that must have failed, with `threshold`, to open the circuit. */
+const FAILURE_RATIO = 0.5;
 
 /**
  * Stops hammering a provider that is down: when the last `windowMs` saw `threshold` failed
- * attempts and they were at least `failureRatio` of all attempts, calls fail at once for
+ * attempts and they were at least half of all attempts, calls fail at once for
  * `cooldownMs`; then one trial call decides whether it closes again.
  *
  * A ratio over a window, not failures in a row: with hundreds of calls a second, a provider
@@ -30,7 +30,6 @@ export class CircuitBreaker {
   private trial = false;
   private readonly now: () => number;
   private readonly sliceMs: number;
-  private readonly ratio: number;
   /** Per slice of the window: the slice's number (time ÷ sliceMs), its failures and its successes. */
   private readonly slice = new Float64Array(SLICES).fill(-1);
   private readonly failed = new Uint32Array(SLICES);
@@ -39,7 +38,6 @@ export class CircuitBreaker {
   constructor(private readonly o: CircuitBreakerOptions) {
     this.now = o.now ?? Date.now;
     this.sliceMs = Math.max(1, (o.windowMs ?? 10_000) / SLICES);
-    this.ratio = o.failureRatio ?? 0.5;
   }
 
   /** Milliseconds until a call may be tried again; 0 when a call may go now. */
@@ -86,7 +84,7 @@ export class CircuitBreaker {
       failed += this.failed[i]!;
       all += this.failed[i]! + this.succeeded[i]!;
     }
-    if (failed >= this.o.threshold && failed >= all * this.ratio) this.openedAt = this.now();
+    if (failed >= this.o.threshold && failed >= all * FAILURE_RATIO) this.openedAt = this.now();
   }
 
   /** The slot of the slice `now` falls in, emptied first if it still holds an older slice. */

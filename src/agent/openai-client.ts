@@ -30,7 +30,7 @@ export interface OpenAiClientOptions {
   /** Called before each retry, for metrics. */
   onRetry?: (code: string) => void;
   /** The circuit breaker: failed attempts within its window that open it (default 5, if half the attempts there), and its cooldown. */
-  breaker?: { threshold: number; cooldownMs: number; windowMs?: number };
+  breaker?: { threshold: number; cooldownMs: number };
 }
 
 type OpenAIModule = typeof OpenAIType;
