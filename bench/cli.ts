@@ -1,5 +1,5 @@
 import { existsSync, writeFileSync } from "node:fs";
-import { BENCH_HELP, type BenchOptions, BenchUsageError, parseBenchArgs } from "./options.js";
+import { BENCH_HELP, type BenchOptions, BenchUsageError, checkOutputs, parseBenchArgs } from "./options.js";
 import { createProgress } from "./progress.js";
 import { formatReport } from "./report.js";
 import { type BenchReport, runBench } from "./runner.js";
@@ -41,12 +41,26 @@ async function sweep(o: BenchOptions, counts: number[]): Promise<number> {
     result.points.map((p) => ({ users: p.users, throughput_msg_s: p.throughput_msg_s, p99_ms: p.latency_ms.p99, rss_mb: p.rss_mb.peak })),
     `path ${o.path}, ${rate}, ${o.durationS} s per point, LLM latency ${o.llmLatencyMs} ms, ${result.points[0]?.machine.cpus ?? "?"} cpus`,
   );
-  writeFileSync(chart, svg);
-  process.stdout.write(`chart written to ${chart}\n`);
+  let written = writeOutput("chart", chart, svg);
+  if (written) process.stdout.write(`chart written to ${chart}\n`);
   if (o.json) {
-    writeFileSync(o.json, `${JSON.stringify({ sweep: result.points, per_user_kb: result.per_user_kb, per_user_kb_between: result.between, users: counts, duration_s: o.durationS, rate: o.rate, llm_latency_ms: o.llmLatencyMs, path: o.path, memory_profile: o.memoryProfile }, null, 2)}\n`);
+    written = writeOutput("json", o.json, `${JSON.stringify({ sweep: result.points, per_user_kb: result.per_user_kb, per_user_kb_between: result.between, users: counts, duration_s: o.durationS, rate: o.rate, llm_latency_ms: o.llmLatencyMs, path: o.path, memory_profile: o.memoryProfile }, null, 2)}\n`) && written;
   }
-  return result.points.every((p) => p.lost === 0) ? 0 : 1;
+  return result.points.every((p) => p.lost === 0) && written ? 0 : 1;
+}
+
+/**
+ * Writes one output file after a run; a failure (the disk filled, the folder went away) is
+ * reported by flag and error code, not thrown, so the figures already printed stand.
+ */
+function writeOutput(flag: string, file: string, text: string): boolean {
+  try {
+    writeFileSync(file, text);
+    return true;
+  } catch (err) {
+    process.stderr.write(`zeptoclaw bench: --${flag}: could not write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    return false;
+  }
 }
 
 /** `zeptoclaw bench ...`: exit 0 when nothing was lost, 1 when something was, 2 on a usage mistake. */
@@ -54,6 +68,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   let o: BenchOptions;
   try {
     o = parseBenchArgs(args);
+    checkOutputs(o);
   } catch (err) {
     if (!(err instanceof BenchUsageError)) throw err;
     process.stderr.write(`zeptoclaw bench: ${err.message}\nRun "zeptoclaw bench --help" for usage.\n`);
@@ -74,7 +89,13 @@ export async function benchCommand(args: string[]): Promise<number> {
   if (o.sweep) return sweep(o, o.sweep);
   const report = await benchOnce(o);
   process.stdout.write(formatReport(report));
-  if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+  let written = true;
+  const latencyLog = report.details.latency_log as { file: string; error?: string } | undefined;
+  if (latencyLog?.error !== undefined) {
+    process.stderr.write(`zeptoclaw bench: --latency-log: could not write ${latencyLog.file}: ${latencyLog.error}\n`);
+    written = false;
+  }
+  if (o.json) written = writeOutput("json", o.json, `${JSON.stringify(report, null, 2)}\n`) && written;
   if (report.lost > 0) process.stderr.write(`zeptoclaw bench: ${report.lost} messages were not answered\n`);
-  return report.lost === 0 ? 0 : 1;
+  return report.lost === 0 && written ? 0 : 1;
 }

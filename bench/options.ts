@@ -1,3 +1,5 @@
+import { accessSync, constants, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { GATEWAY_NODE_FLAGS } from "../src/package-info.js";
 import { WORKER_IDLE_MS } from "../src/storage/wal-checkpointer.js";
@@ -184,4 +186,51 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     progress,
     help: v.help === true,
   };
+}
+
+/** What an unusable output path is missing, or undefined when it can be written. */
+function unwritable(file: string, wantDir: boolean): string | undefined {
+  const path = resolve(file);
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat !== undefined) {
+    if (wantDir && !stat.isDirectory()) return `"${file}" exists and is not a folder`;
+    if (!wantDir && stat.isDirectory()) return `"${file}" is a folder`;
+    try {
+      accessSync(path, constants.W_OK);
+      return undefined;
+    } catch {
+      return `"${file}" is not writable`;
+    }
+  }
+  // node's --cpu-prof-dir creates missing folders; the files are written into an existing one.
+  if (wantDir) return undefined;
+  const parent = dirname(path);
+  const parentStat = statSync(parent, { throwIfNoEntry: false });
+  if (parentStat === undefined) return `folder "${parent}" does not exist`;
+  if (!parentStat.isDirectory()) return `"${parent}" is not a folder`;
+  try {
+    accessSync(parent, constants.W_OK);
+    return undefined;
+  } catch {
+    return `folder "${parent}" is not writable`;
+  }
+}
+
+/**
+ * Checks before a run that every file it will write can be written, so that a mistyped
+ * path costs a usage error now rather than a crash at the end of a long run, its figures lost.
+ */
+export function checkOutputs(o: BenchOptions): void {
+  const outputs: [flag: string, file: string | undefined, wantDir: boolean][] = [
+    ["json", o.json, false],
+    ["chart", o.sweep ? (o.chart ?? "bench-sweep.svg") : undefined, false],
+    ["latency-log", o.latencyLog, false],
+    ["gateway-log", o.gatewayLog, false],
+    ["gateway-cpu-prof", o.gatewayCpuProf, true],
+  ];
+  for (const [flag, file, wantDir] of outputs) {
+    if (file === undefined) continue;
+    const why = unwritable(file, wantDir);
+    if (why !== undefined) throw new BenchUsageError(`--${flag}: cannot write there: ${why}`);
+  }
 }

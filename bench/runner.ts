@@ -313,7 +313,14 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const perMsg = (seconds: number): number | null => (ledger.answered > 0 ? round((seconds * 1000) / ledger.answered, 3) : null);
   await target.settle();
   const rssSettled = target.rssBytes();
-  if (latencyLog && o.latencyLog !== undefined) details.latency_log = { file: o.latencyLog, lines: latencyLog.write(o.latencyLog) };
+  if (latencyLog && o.latencyLog !== undefined) {
+    try {
+      details.latency_log = { file: o.latencyLog, lines: latencyLog.write(o.latencyLog) };
+    } catch (err) {
+      // The caller reports it after the figures: a full disk must not cost the run's report.
+      details.latency_log = { file: o.latencyLog, error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+    }
+  }
 
   const measuredS = ((ledger.lastReplyAt || stoppedAt) - started) / 1000;
   const latency = summarize(ledger.latency);

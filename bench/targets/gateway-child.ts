@@ -86,7 +86,15 @@ export async function spawnGateway(
 ): Promise<GatewayChild> {
   const child = spawn(process.execPath, [...nodeArgs, ...entry], { env, stdio: ["ignore", "pipe", "pipe"] });
   const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
-  if (log) child.once("close", () => log.end());
+  if (log) {
+    child.once("close", () => log.end());
+    // A log that cannot be written (the disk filled) loses the log, not the run.
+    let reported = false;
+    log.on("error", (err: NodeJS.ErrnoException) => {
+      if (!reported) process.stderr.write(`zeptoclaw bench: --gateway-log: could not write ${logFile}: ${err.code ?? err.message}\n`);
+      reported = true;
+    });
+  }
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     const text = d.toString("utf8");

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -18,6 +18,17 @@ function expectWellFormed(r: BenchReport): void {
   expect(r.latency_ms.p99).toBeLessThanOrEqual(r.latency_ms.max);
   expect(r.rss_mb.peak).toBeGreaterThanOrEqual(r.rss_mb.start);
   expect(r.sent).toBeGreaterThan(0);
+}
+
+/** Collects what the command writes to stderr, and still shows it. */
+function captureStderr(): { text(): string; restore(): void } {
+  const original = process.stderr.write.bind(process.stderr);
+  let text = "";
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+    text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    return original(chunk, ...rest);
+  }) as typeof process.stderr.write;
+  return { text: () => text, restore: () => void (process.stderr.write = original) };
 }
 
 describe("zeptoclaw bench", () => {
@@ -193,6 +204,46 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--gateway-log", "gateway.log"])).toBe(2);
     expect(await benchCommand(["--latency-log", "latency.csv", "--sweep", "10,20"])).toBe(2);
     expect(await benchCommand(["--path", "webchat", "--gateway-node-arg", "trace-gc"])).toBe(2);
+  });
+
+  it("refuses output paths it could not write before the run, not after it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    const missing = join(dir, "no-such-folder", "out");
+    const errors = captureStderr();
+    try {
+      const started = Date.now();
+      for (const flag of ["--json", "--latency-log"]) expect(await benchCommand([flag, missing, "--duration", "30"])).toBe(2);
+      expect(await benchCommand(["--json", dir, "--duration", "30"])).toBe(2);
+      expect(await benchCommand(["--sweep", "10,20", "--chart", missing, "--duration", "30"])).toBe(2);
+      expect(await benchCommand(["--path", "webchat", "--gateway-log", missing, "--duration", "30"])).toBe(2);
+      writeFileSync(join(dir, "file"), "");
+      expect(await benchCommand(["--path", "webchat", "--gateway-cpu-prof", join(dir, "file"), "--duration", "30"])).toBe(2);
+      // Refused up front: none of those 30-s runs started.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(errors.text()).toContain(`--json: cannot write there: folder "${join(dir, "no-such-folder")}" does not exist`);
+      expect(errors.text()).toContain(`--json: cannot write there: "${dir}" is a folder`);
+      for (const flag of ["latency-log", "chart", "gateway-log", "gateway-cpu-prof"]) expect(errors.text()).toContain(`--${flag}: cannot write there`);
+    } finally {
+      errors.restore();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps the printed figures and exits 1 when an output cannot be written after the run", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    const errors = captureStderr();
+    try {
+      const run = benchCommand(["--users", "5", "--duration", "1", "--settle", "0", "--progress", "off", "--json", join(dir, "r.json"), "--latency-log", join(dir, "l.csv")]);
+      // The folder goes away mid-run, as a cleaned-up temp folder would.
+      await new Promise((r) => setTimeout(r, 200));
+      rmSync(dir, { recursive: true, force: true });
+      expect(await run).toBe(1);
+      expect(errors.text()).toContain(`--json: could not write ${join(dir, "r.json")}: ENOENT`);
+      expect(errors.text()).toContain(`--latency-log: could not write ${join(dir, "l.csv")}: ENOENT`);
+    } finally {
+      errors.restore();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("computes nearest-rank percentiles and least-squares slopes", () => {
