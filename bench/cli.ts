@@ -1,4 +1,5 @@
 import { existsSync, writeFileSync } from "node:fs";
+import { exitCleanlyOnSignals } from "./interrupt.js";
 import { BENCH_HELP, type BenchOptions, BenchUsageError, checkOutputs, parseBenchArgs } from "./options.js";
 import { createProgress } from "./progress.js";
 import { formatReport } from "./report.js";
@@ -86,6 +87,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       return 2;
     }
   }
+  exitCleanlyOnSignals();
   if (o.sweep) return sweep(o, o.sweep);
   const report = await benchOnce(o);
   process.stdout.write(formatReport(report));

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { GATEWAY_NODE_FLAGS } from "../src/package-info.js";
+import { onInterrupt } from "./interrupt.js";
 import { LatencyLog, type LatencyPhase } from "./latency-log.js";
 import { linearFit, Samples, summarize } from "./stats.js";
 import type { BenchOptions } from "./options.js";
@@ -176,24 +177,30 @@ function childNodeArgs(o: BenchOptions): string[] {
 /** Runs one benchmark: optional memory ramp, then the load, then the drain; returns every figure. */
 export async function runBench(o: BenchOptions, deps: RunnerDeps): Promise<BenchReport> {
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-"));
+  const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+  const forget = onInterrupt(removeDir);
   const perUserInFlight = o.rate === "max" ? 2 : Math.ceil(o.rate * (o.llmLatencyMs / 1000 + 1)) + 4;
   const busBufferSize = Math.max(100_000, o.users * perUserInFlight);
   const gatewayNodeArgs = [...childNodeArgs(o), ...(o.gatewayCpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.gatewayCpuProf}`] : [])];
-  const target = await deps.startTarget({
-    users: o.users,
-    llmLatencyMs: o.llmLatencyMs,
-    busBufferSize,
-    dir,
-    gatewayNodeArgs,
-    gatewayLog: o.gatewayLog,
-    settleMinMs: o.settleS * 1000,
-    bareGateway: o.bareGateway,
-  });
   try {
-    return await drive(o, target, deps);
+    const target = await deps.startTarget({
+      users: o.users,
+      llmLatencyMs: o.llmLatencyMs,
+      busBufferSize,
+      dir,
+      gatewayNodeArgs,
+      gatewayLog: o.gatewayLog,
+      settleMinMs: o.settleS * 1000,
+      bareGateway: o.bareGateway,
+    });
+    try {
+      return await drive(o, target, deps);
+    } finally {
+      await target.close();
+    }
   } finally {
-    await target.close();
-    rmSync(dir, { recursive: true, force: true });
+    removeDir();
+    forget();
   }
 }
 

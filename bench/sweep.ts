@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { onInterrupt } from "./interrupt.js";
 import type { BenchOptions } from "./options.js";
 import type { BenchReport } from "./runner.js";
 import { linearFit } from "./stats.js";
@@ -24,6 +25,7 @@ const rssOf = (r: BenchReport): number => {
 /** Runs each user count in a fresh process, so one point's heap never inflates the next one's RSS. */
 export async function runSweep(o: BenchOptions, counts: number[], log: (line: string) => void): Promise<SweepResult> {
   const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-sweep-"));
+  const forgetDir = onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
   const points: BenchReport[] = [];
   try {
     for (const users of counts) {
@@ -35,14 +37,20 @@ export async function runSweep(o: BenchOptions, counts: number[], log: (line: st
       log(`sweep: ${users} users...`);
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+        // A point's own run stops its gateway and removes its files on SIGTERM.
+        const forget = onInterrupt(() => child.kill("SIGTERM"));
         child.on("error", reject);
-        child.on("exit", (c) => resolve(c ?? 1));
+        child.on("exit", (c) => {
+          forget();
+          resolve(c ?? 1);
+        });
       });
       if (code !== 0) throw new Error(`the sweep run with ${users} users exited with code ${code}`);
       points.push(JSON.parse(readFileSync(file, "utf8")) as BenchReport);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    forgetDir();
   }
   const fit = linearFit(points.map((p) => ({ x: p.users, y: rssOf(p) * 1024 })));
   const between = points.slice(1).map((p, i) => {

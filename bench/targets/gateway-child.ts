@@ -3,6 +3,7 @@ import { createWriteStream, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
+import { onInterrupt } from "../interrupt.js";
 import type { FakeOpenAi } from "../../test/support/fake-openai.js";
 import type { BenchTarget, TargetSettings } from "./target.js";
 
@@ -85,6 +86,9 @@ export async function spawnGateway(
   logFile?: string,
 ): Promise<GatewayChild> {
   const child = spawn(process.execPath, [...nodeArgs, ...entry], { env, stdio: ["ignore", "pipe", "pipe"] });
+  // Its data is a throwaway temp folder: nothing to drain if the bench itself is stopped.
+  const forget = onInterrupt(() => child.kill("SIGKILL"));
+  child.once("exit", forget);
   const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
   if (log) {
     child.once("close", () => log.end());

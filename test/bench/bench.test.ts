@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -7,6 +8,7 @@ import { parseBenchArgs } from "../../bench/options.js";
 import { formatReport } from "../../bench/report.js";
 import type { BenchReport } from "../../bench/runner.js";
 import { runSweep } from "../../bench/sweep.js";
+import { BUILT_CLI } from "../../bench/targets/gateway-child.js";
 import { linearFit, percentile, Samples, summarize } from "../../bench/stats.js";
 
 function expectWellFormed(r: BenchReport): void {
@@ -18,6 +20,15 @@ function expectWellFormed(r: BenchReport): void {
   expect(r.latency_ms.p99).toBeLessThanOrEqual(r.latency_ms.max);
   expect(r.rss_mb.peak).toBeGreaterThanOrEqual(r.rss_mb.start);
   expect(r.sent).toBeGreaterThan(0);
+}
+
+/** Whether a process still runs (a zombie not yet reaped by its parent counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
 }
 
 /** Collects what the command writes to stderr, and still shows it. */
@@ -243,6 +254,43 @@ describe("zeptoclaw bench", () => {
     } finally {
       errors.restore();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("stops its gateway child and removes its files when it is itself stopped by a signal", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-test-"));
+    try {
+      const bench = spawn(process.execPath, [BUILT_CLI, "bench", "--path", "webchat", "--users", "20", "--duration", "60", "--progress", "plain"], {
+        env: { ...process.env, TMPDIR: tmp },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      const exited = new Promise<number | null>((resolve) => bench.once("exit", (code) => resolve(code)));
+      // The first progress line comes once the gateway child answers and the load has begun.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no progress line within 20 s: ${stderr}`)), 20_000);
+        bench.stderr.on("data", (d: Buffer) => {
+          stderr += d.toString("utf8");
+          if (stderr.includes("bench: load")) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const children = readFileSync(`/proc/${bench.pid}/task/${bench.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+      expect(children).toHaveLength(1);
+      const gatewayPid = children[0] as number;
+      expect(readdirSync(tmp)).toHaveLength(1);
+      bench.kill("SIGTERM");
+      expect(await exited).toBe(143);
+      expect(stderr).toContain("stopped by SIGTERM");
+      // SIGKILLed by the bench before it exited: gone within moments, not serving on.
+      const deadline = Date.now() + 5_000;
+      while (alive(gatewayPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(gatewayPid)).toBe(false);
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
     }
   });
 
