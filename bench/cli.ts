@@ -88,7 +88,16 @@ export async function benchCommand(args: string[]): Promise<number> {
     }
   }
   exitCleanlyOnSignals();
-  if (o.sweep) return sweep(o, o.sweep);
+  try {
+    return o.sweep ? await sweep(o, o.sweep) : await runOnce(o);
+  } catch (err) {
+    // A gateway child that would not start says why in its message (its stderr); a stack adds nothing.
+    process.stderr.write(`zeptoclaw bench: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function runOnce(o: BenchOptions): Promise<number> {
   const report = await benchOnce(o);
   process.stdout.write(formatReport(report));
   let written = true;

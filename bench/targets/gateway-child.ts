@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { ALIASES } from "../../src/config/env.js";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
 import { onInterrupt } from "../interrupt.js";
 import type { FakeOpenAi } from "../../test/support/fake-openai.js";
@@ -38,15 +39,16 @@ export function procRssBytes(pid: number): number {
 }
 
 /**
- * The environment every bench gateway child runs with: this process's, minus the OpenAI
- * variables, plus the overrides that make it measure the pipeline (fake LLM, no flood limit,
- * a bus buffer that never refuses the bench's own users), then `extra`.
+ * The environment every bench gateway child runs with: this process's, minus every variable
+ * the gateway reads as config (an operator's shell may export a real bot token, an enabled
+ * channel or a production store: the child must reach none of them), plus the overrides that
+ * make it measure the pipeline (fake LLM, no flood limit, a bus buffer that never refuses the
+ * bench's own users), then `extra`.
  */
 export function gatewayEnv(s: TargetSettings, llm: FakeOpenAi, extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.OPENAI_API_KEY;
-  delete env.OPENAI_BASE_URL;
-  delete env.TELEGRAM_BOT_TOKEN;
+  const aliases = new Set(ALIASES.map(([name]) => name));
+  for (const name of Object.keys(env)) if (name.startsWith("ZEPTOCLAW_") || aliases.has(name)) delete env[name];
   return Object.assign(env, {
     ZEPTOCLAW_HTTP_PORT: "0",
     ZEPTOCLAW_HTTP_HOST: "127.0.0.1",

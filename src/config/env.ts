@@ -7,7 +7,7 @@ export function envName(path: string): string {
 }
 
 /** Well-known variables that other tools use too, mapped onto our keys (weaker than ZEPTOCLAW_*). */
-const ALIASES: ReadonlyArray<[string, string]> = [
+export const ALIASES: ReadonlyArray<[string, string]> = [
   ["OPENAI_API_KEY", "llm.api_key"],
   ["OPENAI_BASE_URL", "llm.base_url"],
   ["LOG_LEVEL", "log.level"],

@@ -156,6 +156,31 @@ describe("zeptoclaw bench", () => {
     expect(formatReport(r)).toMatch(/cpu +[\d.]+ s gateway \([\d.]+ ms a message\), [\d.]+ s load generator \+ fake LLM \([\d.]+ ms a message\)/);
   });
 
+  it("keeps the operator's own config variables away from its gateway child", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zeptoclaw-bench-env-"));
+    // What a production shell may export: a real channel, a real store, a log level in capitals.
+    const exported = {
+      ZEPTOCLAW_CHANNELS_TELEGRAM_ENABLED: "true",
+      TELEGRAM_BOT_TOKEN: "123456:not-a-real-token",
+      ZEPTOCLAW_SESSION_STORE: `sqlite://${join(dir, "production.sqlite")}`,
+      LOG_LEVEL: "INFO",
+    };
+    const saved = Object.fromEntries(Object.keys(exported).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, exported);
+    try {
+      const r = await benchOnce(parseBenchArgs(["--users", "10", "--duration", "1", "--path", "webchat", "--progress", "off"]));
+      expect(r.lost).toBe(0);
+      expect(r.answered).toBe(r.sent);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("drives the bare stand-in gateway on the same harness, and says so in the report", async () => {
     const r = await benchOnce(parseBenchArgs(["--users", "20", "--duration", "1", "--path", "webchat", "--bare-gateway", "--progress", "off"]));
     expectWellFormed(r);
