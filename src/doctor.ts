@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { pino } from "pino";
 import type { Config } from "./config/schema.js";
 import { OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
+import { secretsOf } from "./config/load.js";
+import { scrubSecrets } from "./observability/logger.js";
 import { openStores } from "./storage/open-stores.js";
 import { storeInUse } from "./storage/store-lock.js";
 import { sqlitePath } from "./storage/sync-sqlite.js";
@@ -79,8 +81,15 @@ async function checkHttp(config: Config): Promise<Finding> {
     : { ok: false, what: "http", detail: `${host}:${port} is taken by another program`, fix: "stop it or set http.port" };
 }
 
-/** Checks the config's store, LLM endpoint, channels and port; every finding says how to fix it. */
+/**
+ * Checks the config's store, LLM endpoint, channels and port; every finding says how to fix it.
+ * Findings quote error messages and URLs, which can hold a bot token (in Telegram's URL path)
+ * or a URL's password: every secret of the config is scrubbed from them before they are shown.
+ */
 export async function runDoctor(config: Config, timeoutMs = 5_000): Promise<Finding[]> {
   const findings = await Promise.all([checkStore(config), checkLlm(config, timeoutMs), checkTelegram(config, timeoutMs), checkHttp(config)]);
-  return findings.filter((f): f is Finding => f !== undefined);
+  const secrets = secretsOf(config);
+  return findings
+    .filter((f): f is Finding => f !== undefined)
+    .map((f) => ({ ...f, detail: scrubSecrets(f.detail, secrets), ...(f.fix === undefined ? {} : { fix: scrubSecrets(f.fix, secrets) }) }));
 }

@@ -79,12 +79,33 @@ function formatIssues(issues: z.core.$ZodIssue[]): ConfigIssue[] {
   return out;
 }
 
+/** The password in a URL's user info (`redis://:pw@host`, `http://user:pw@host`), as written and decoded. */
+function urlPasswords(value: string): string[] {
+  if (!value.includes("@") || !value.includes("://")) return [];
+  try {
+    const { password } = new URL(value);
+    if (password === "") return [];
+    const decoded = decodeURIComponent(password);
+    return decoded === password ? [password] : [password, decoded];
+  } catch {
+    return [];
+  }
+}
+
 function collectSecrets(value: unknown, out: string[], key = ""): void {
   if (typeof value === "string") {
     if (SECRET_KEYS.has(key) && value.length > 0) out.push(value);
+    else out.push(...urlPasswords(value));
   } else if (value && typeof value === "object") {
     for (const [k, v] of Object.entries(value)) collectSecrets(v, out, k);
   }
+}
+
+/** Every secret value in a config: the secret keys' values and the passwords in its URLs. */
+export function secretsOf(config: Config): string[] {
+  const out: string[] = [];
+  collectSecrets(config, out);
+  return out;
 }
 
 function resolveStore(store: string, base: string): string {
@@ -113,15 +134,15 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   // working directory for the environment, and the package for the built-in default.
   const base = fromEnv.has("session.store") ? cwd : storeInFile && file ? dirname(file) : PACKAGE_ROOT;
   config.session.store = resolveStore(config.session.store, base);
-  const secrets: string[] = [];
-  collectSecrets(config, secrets);
-  return { config, file, secrets };
+  return { config, file, secrets: secretsOf(config) };
 }
 
 /** A deep copy of the config with every secret replaced, safe to print. */
 export function maskSecrets(value: unknown, key = ""): unknown {
   if (typeof value === "string") {
-    return SECRET_KEYS.has(key) && value.length > 0 ? "********" : value;
+    if (SECRET_KEYS.has(key) && value.length > 0) return "********";
+    const [password] = urlPasswords(value);
+    return password === undefined ? value : value.replace(`:${password}@`, ":********@");
   }
   if (Array.isArray(value)) return value.map((v) => maskSecrets(v));
   if (value && typeof value === "object") {

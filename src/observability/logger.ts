@@ -18,6 +18,13 @@ const REDACT_PATHS = [
   "req.headers.authorization",
 ];
 
+/** `text` with every one of `secrets` of four characters or more replaced: safe to log or print. */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 4 && out.includes(s)) out = out.split(s).join("[REDACTED]");
+  return out;
+}
+
 /** Options of `createLogger`. */
 export interface LoggerOptions {
   level: string;
@@ -34,11 +41,7 @@ export interface LoggerOptions {
  */
 export function createLogger(options: LoggerOptions): Logger {
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
-  const scrub = (line: string): string => {
-    let out = line;
-    for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[REDACTED]");
-    return out;
-  };
+  const scrub = (line: string): string => scrubSecrets(line, secrets);
   return pino(
     {
       level: options.level,

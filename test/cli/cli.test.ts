@@ -174,6 +174,39 @@ describe("zeptoclaw doctor", () => {
   });
 });
 
+describe("zeptoclaw doctor and config check keep secrets out of what they print", () => {
+  it("scrubs the bot token and URL passwords from findings, and masks URL passwords", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const token = "123456:AAHsupersecretTOKEN";
+    // A URL with credentials makes fetch refuse it with the whole URL, token path and all, in its message.
+    const config = file(
+      [
+        "[channels.telegram]",
+        "enabled = true",
+        `token = "${token}"`,
+        'api_root = "http://user:tgpassword@127.0.0.1:1"',
+        "[llm]",
+        'base_url = "http://proxyuser:llmpassword@127.0.0.1:1/v1"',
+        "[http]",
+        "port = 0",
+        "[session]",
+        `store = "sqlite://${join(dir.dir, "s.sqlite")}"`,
+      ].join("\n"),
+    );
+    const doctor = await runCli(["doctor", "--config", config]);
+    expect(doctor.code).toBe(1);
+    expect(doctor.stdout).toMatch(/FAIL {2}telegram: cannot reach/);
+    expect(doctor.stdout).toMatch(/FAIL {2}llm: cannot reach/);
+    const check = await runCli(["config", "check", "--config", config]);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toContain('base_url = "http://proxyuser:********@127.0.0.1:1/v1"');
+    for (const out of [doctor.stdout, doctor.stderr, check.stdout, check.stderr]) {
+      for (const secret of ["AAHsupersecretTOKEN", "tgpassword", "llmpassword"]) expect(out).not.toContain(secret);
+    }
+  });
+});
+
 describe("zeptoclaw gateway start failures", () => {
   it("refuses a second gateway on the same store, and frees the store when the first dies", async () => {
     const dir = tempDir();
