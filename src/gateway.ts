@@ -12,7 +12,7 @@ import type { Channel, ChannelContext } from "./channels/types.js";
 import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
 import { type Config, OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
 import { FloodLimit } from "./bus/flood-limit.js";
-import { BusFullError, RefusedError } from "./errors.js";
+import { BusFullError, RefusedError, StorageError } from "./errors.js";
 import { GatewayHttpServer, sendJson } from "./http/http-server.js";
 import type { InboundMessage } from "./messages.js";
 import { DeferredMetrics } from "./observability/deferred-metrics.js";
@@ -121,11 +121,12 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   }
   const byId = new Map(channels.map((c) => [c.id, c]));
 
-  const deliver = async (m: InboundMessage, text: string, isError: boolean): Promise<void> => {
+  /** Sends a reply; `stored` says its journal row is finished, so it can be marked delivered. */
+  const deliver = async (m: InboundMessage, text: string, isError: boolean, stored = true): Promise<void> => {
     const channel = byId.get(m.channel);
     try {
       await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
-      if (channel?.resendAfterCrash !== false) stores.journal.delivered(m.id);
+      if (stored && channel?.resendAfterCrash !== false) stores.journal.delivered(m.id);
     } catch (err) {
       // Left "finished" in the journal: the next start tries the delivery again.
       logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
@@ -140,8 +141,24 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     },
     async final(m, text, isError) {
       // Stored before it is sent: a crash after this point re-sends this text, never re-asks the LLM.
-      await stores.journal.finish(m.id, text, isError, byId.get(m.channel)?.resendAfterCrash === false);
-      await deliver(m, text, isError);
+      let stored = true;
+      try {
+        await stores.journal.finish(m.id, text, isError, byId.get(m.channel)?.resendAfterCrash === false);
+      } catch (err) {
+        // The journal cannot be written (disk full, the file locked by another program). The
+        // answer is in hand: the user gets it now rather than never. Its row stays "accepted",
+        // so until a later write of it succeeds a restart would ask the LLM again: a second
+        // answer rather than none.
+        stored = false;
+        logger.error({ err, msgId: m.id }, "reply could not be stored in the journal; sending it anyway");
+      }
+      await deliver(m, text, isError, stored);
+      if (!stored) {
+        // One more try once it is sent, marked delivered: it closes the row if the store is back.
+        stores.journal.finish(m.id, text, isError, true).catch((err: unknown) => {
+          logger.error({ err, msgId: m.id }, "reply still not stored in the journal; a restart would answer this message again");
+        });
+      }
       metrics.outbound(m.channel, isError, Date.now() - m.receivedAt);
       if (isError) metrics.deadLetter(m.channel);
       o.onReply?.(m, isError);
@@ -179,7 +196,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     try {
       await bus.publish(m);
     } catch (err) {
-      metrics.refused(m.channel, err instanceof BusFullError ? "bus_full" : "closed");
+      metrics.refused(m.channel, err instanceof BusFullError ? "bus_full" : err instanceof StorageError ? "store" : "closed");
       throw err;
     }
     metrics.inbound(m.channel);

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as z from "zod/mini";
-import { BusClosedError, BusFullError, RefusedError } from "../../errors.js";
+import { BusClosedError, BusFullError, RefusedError, StorageError } from "../../errors.js";
 import { HttpError, readBody, sendJson } from "../../http/http-server.js";
 import type { InboundMessage, OutboundMessage } from "../../messages.js";
 import type { Channel, ChannelContext } from "../types.js";
@@ -149,6 +149,8 @@ export class WebchatChannel implements Channel {
       if (err instanceof BusFullError) throw new HttpError(503, "busy, try again in a moment", { "retry-after": "1" });
       if (err instanceof RefusedError) throw new HttpError(err.reason === "flood" ? 429 : 403, err.message, err.reason === "flood" ? { "retry-after": "2" } : {});
       if (err instanceof BusClosedError) throw new HttpError(503, "the gateway is restarting, try again in a moment", { "retry-after": "2" });
+      // Not journaled, so not accepted: the client may send it again.
+      if (err instanceof StorageError) throw new HttpError(503, "the message store is failing; the message was not accepted, try again in a minute", { "retry-after": "30" });
       throw err;
     }
     sendJson(res, 202, { id: m.id });

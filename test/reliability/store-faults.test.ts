@@ -1,0 +1,74 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { PACKAGE_ROOT } from "../../src/package-info.js";
+import { startTestGateway, type TestGateway } from "../support/harness.js";
+
+let t: TestGateway | undefined;
+let locker: ChildProcess | undefined;
+afterEach(async () => {
+  locker?.kill("SIGKILL");
+  locker = undefined;
+  await t?.close();
+  t = undefined;
+});
+
+/**
+ * Another program holding the journal's write lock for `holdMs`, as an operator's `sqlite3`
+ * shell in a transaction would: the gateway's writes wait out SQLite's busy timeout (5 s),
+ * then fail. Resolves once the lock is held.
+ */
+function lockJournal(dir: string, holdMs: number): Promise<void> {
+  const file = join(dir, "sessions.journal.sqlite");
+  const code = `const db = new (require("better-sqlite3"))(${JSON.stringify(file)}); db.exec("BEGIN IMMEDIATE"); process.stdout.write("locked\\n"); setTimeout(() => { db.exec("COMMIT"); db.close(); }, ${holdMs});`;
+  const child = spawn(process.execPath, ["-e", code], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  locker = child;
+  return new Promise((resolve, reject) => {
+    child.once("exit", (c) => reject(new Error(`the locking process exited with ${c}`)));
+    child.stdout?.once("data", () => resolve());
+  });
+}
+
+/** Reads the web chat's event stream of `user`; `reply()` resolves with the first reply's text. */
+async function replies(base: string, user: string): Promise<{ reply(): Promise<string> }> {
+  const res = await fetch(`${base}/api/stream?user=${user}`);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  return {
+    async reply() {
+      for (let i = 0; i < 500; i++) {
+        const m = /event: reply\ndata: (.*)\n\n/.exec(buf);
+        if (m) return (JSON.parse(m[1]!) as { text: string }).text;
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+      }
+      throw new Error(`no reply on the stream: ${buf}`);
+    },
+  };
+}
+
+describe("a message journal that cannot be written", () => {
+  it("still answers a message whose reply cannot be stored, and stores it once it can", async () => {
+    // The answer comes while another program holds the journal's lock.
+    t = await startTestGateway({ llm: { latencyMs: 1_500 } });
+    const stream = await replies(t.base, "ann");
+    const posted = await t.post("ann", "hello");
+    expect(posted.status).toBe(202);
+    await lockJournal(t.dir, 7_000);
+    // Storing the reply fails after the busy timeout; the user gets the answer all the same.
+    expect(await stream.reply()).toBe("echo: hello");
+    // The second try waits for the lock to go, then stores it: answered, not to be asked again.
+    expect(await t.result(posted.body.id as string, 15_000)).toEqual({ status: "done", reply: "echo: hello" });
+    expect(t.llm.count).toBe(1);
+  }, 30_000);
+
+  it("refuses a message it cannot journal with 503 and a reason, not a bare 500", async () => {
+    t = await startTestGateway();
+    await lockJournal(t.dir, 6_000);
+    const refused = await t.post("ann", "hello");
+    expect(refused.status).toBe(503);
+    expect(refused.body.error).toMatch(/message store is failing; the message was not accepted/);
+    expect(t.llm.count).toBe(0);
+  }, 30_000);
+});
