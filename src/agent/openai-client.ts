@@ -8,6 +8,22 @@ import type { ChatMessage } from "../storage/session-store.js";
 import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { readChatStream } from "./chat-stream.js";
+
+/** Most tool calls one answer may make; an index past it is not a call's. */
+const MAX_TOOL_CALLS = 128;
+
+/**
+ * Which call a streamed tool-call delta belongs to. OpenAI numbers them with `index`; Gemini's
+ * compatible endpoint and some proxies leave it out, and then a delta with a new id starts a
+ * call and one without an id continues the last.
+ */
+function toolCallSlot(calls: readonly { id: string }[], tc: { index?: number; id?: string }): number {
+  const { index } = tc;
+  if (typeof index === "number" && Number.isInteger(index) && index >= 0 && index < MAX_TOOL_CALLS) return index;
+  const last = calls.length - 1;
+  if (last < 0) return 0;
+  return tc.id && calls[last]?.id && tc.id !== calls[last].id ? calls.length : last;
+}
 import { createHttpFetch } from "../http/http-fetch.js";
 import { withCachedRequestHeaders } from "./sdk-request-cache.js";
 import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
@@ -166,7 +182,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
           req.onDelta?.(delta.content);
         }
         for (const tc of delta?.tool_calls ?? []) {
-          const slot = (calls[tc.index] ??= { id: "", name: "", args: "" });
+          const slot = (calls[toolCallSlot(calls, tc)] ??= { id: "", name: "", args: "" });
           if (tc.id) slot.id = tc.id;
           if (tc.function?.name) slot.name += tc.function.name;
           if (tc.function?.arguments) slot.args += tc.function.arguments;

@@ -57,6 +57,30 @@ describe("agent and LLM client", () => {
     expect(t.llm.requests[1]?.messages.some((m) => m.role === "tool")).toBe(true);
   });
 
+  it("runs tool calls streamed without an index, as Gemini's compatible endpoint sends them", async () => {
+    t = await startTestGateway({
+      llm: {
+        toolCallsWithoutIndex: true,
+        answer: (req) =>
+          req.messages.some((m) => m.role === "tool")
+            ? `ran ${req.messages.filter((m) => m.role === "tool").length} tools`
+            : {
+                toolCalls: [
+                  { name: "current_time", arguments: '{"time_zone":"UTC"}' },
+                  { name: "current_time", arguments: '{"time_zone":"Asia/Tokyo"}' },
+                ],
+              },
+      },
+    });
+    const r = await ask("alice", "what time is it here and in Tokyo?");
+    expect(r).toMatchObject({ status: "done", reply: "ran 2 tools" });
+    const calls = t.llm.requests[1]?.messages.find((m) => m.tool_calls)?.tool_calls as { id: string; function: { arguments: string } }[];
+    expect(calls.map((c) => [c.id, c.function.arguments])).toEqual([
+      ["call_1_0", '{"time_zone":"UTC"}'],
+      ["call_1_1", '{"time_zone":"Asia/Tokyo"}'],
+    ]);
+  });
+
   it("times out a hanging LLM call and retries it", async () => {
     t = await startTestGateway({ env: { ZEPTOCLAW_LLM_TIMEOUT_MS: "300", ZEPTOCLAW_LLM_MAX_RETRIES: "1" } });
     t.llm.faults.push({ hang: true });

@@ -36,6 +36,11 @@ export interface FakeOpenAiOptions {
   chunkSize?: number;
   /** Pause between streamed chunks, so a client can be seen streaming. */
   chunkDelayMs?: number;
+  /**
+   * Stream tool calls without `index`, as Gemini's OpenAI-compatible endpoint and some proxies
+   * do: each call's first chunk carries its id and name, the next its arguments.
+   */
+  toolCallsWithoutIndex?: boolean;
 }
 
 /** A running fake OpenAI-compatible server. */
@@ -205,9 +210,10 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       return;
     }
     let out = chunk({ role: "assistant", content: null });
+    const at = (i: number): { index?: number } => (state.options.toolCallsWithoutIndex ? {} : { index: i });
     answer.toolCalls.forEach((t, i) => {
-      out += chunk({ tool_calls: [{ index: i, id: `call_${seq}_${i}`, type: "function", function: { name: t.name, arguments: "" } }] });
-      out += chunk({ tool_calls: [{ index: i, function: { arguments: t.arguments } }] });
+      out += chunk({ tool_calls: [{ ...at(i), id: `call_${seq}_${i}`, type: "function", function: { name: t.name, arguments: "" } }] });
+      out += chunk({ tool_calls: [{ ...at(i), function: { arguments: t.arguments } }] });
     });
     out += chunk({}, "tool_calls");
     out += "data: [DONE]\n\n";
