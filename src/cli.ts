@@ -27,11 +27,12 @@ const GATEWAY_HELP = `Usage: zeptoclaw gateway [--config FILE]
 Runs the gateway: the web chat on [http] host:port and every enabled channel.
 
 Options:
-  -c, --config FILE   TOML config file (defaults apply without one)
+  -c, --config FILE   TOML config file (default: $ZEPTOCLAW_CONFIG; without either,
+                      the built-in defaults apply)
   -h, --help          print this help
 
 Environment: ZEPTOCLAW_<SECTION>_<KEY> overrides any key (ZEPTOCLAW_LLM_MODEL=...),
-plus OPENAI_API_KEY, OPENAI_BASE_URL and LOG_LEVEL.
+plus OPENAI_API_KEY, OPENAI_BASE_URL, TELEGRAM_BOT_TOKEN and LOG_LEVEL.
 `;
 
 const CONFIG_HELP = `Usage: zeptoclaw config check [--config FILE]
@@ -40,7 +41,7 @@ Validates the configuration (defaults < file < environment) and prints the effec
 config with secrets masked. Exits 0 when valid, 2 listing every problem when not.
 
 Options:
-  -c, --config FILE   TOML config file
+  -c, --config FILE   TOML config file (default: $ZEPTOCLAW_CONFIG)
   -h, --help          print this help
 `;
 
@@ -51,7 +52,7 @@ token and the HTTP port, and prints what is wrong and how to fix it.
 Exits 0 when all is well, 1 when something needs fixing, 2 for config problems.
 
 Options:
-  -c, --config FILE   TOML config file
+  -c, --config FILE   TOML config file (default: $ZEPTOCLAW_CONFIG)
   -h, --help          print this help
 `;
 
@@ -82,7 +83,10 @@ function parse(args: string[], withConfig: boolean): { config?: string; help: bo
       },
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    return { help: values.help === true, ...(typeof values.config === "string" ? { config: values.config } : {}) };
+    // An empty --config is an unset shell variable ("--config $CONFIG"), not a wish for the defaults.
+    if (values.config === "") throw new UsageError("--config: expected a file name, got an empty string");
+    const config = typeof values.config === "string" ? values.config : process.env.ZEPTOCLAW_CONFIG || undefined;
+    return { help: values.help === true, ...(config !== undefined ? { config } : {}) };
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
@@ -213,7 +217,15 @@ async function pair(args: string[]): Promise<number> {
   if (typeof loaded === "number") return loaded;
   const { pino } = await import("pino");
   const { openStores } = await import("./storage/open-stores.js");
-  const stores = await openStores(loaded.config.session, pino({ level: "silent" }));
+  const { StorageError } = await import("./errors.js");
+  let stores: Awaited<ReturnType<typeof openStores>>;
+  try {
+    stores = await openStores(loaded.config.session, pino({ level: "silent" }));
+  } catch (err) {
+    if (!(err instanceof StorageError)) throw err;
+    process.stderr.write(`zeptoclaw: ${err.message}\n`);
+    return 1;
+  }
   try {
     if (code) {
       const userId = await stores.pairing.approve(code);
@@ -276,6 +288,12 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(command.startsWith("-") ? `unknown option "${command}"` : `unknown command "${command}"`);
   }
 }
+
+// `zeptoclaw config check | head`: a reader that has gone away ends the output, not in a stack trace.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

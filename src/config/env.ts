@@ -37,7 +37,8 @@ function coerce(leaf: Leaf, raw: string, name: string, issues: ConfigIssue[]): u
         .map((s) => s.trim())
         .filter((s) => s.length > 0);
     default:
-      return raw;
+      // LOG_LEVEL=INFO is common in containers; pino's levels are lower case.
+      return leaf.path === "log.level" ? raw.trim().toLowerCase() : raw;
   }
 }
 
@@ -66,16 +67,17 @@ export function applyEnv(
   env: NodeJS.ProcessEnv,
   leaves: Leaf[],
   suggest: (name: string, candidates: string[]) => string | undefined,
-): { fromEnv: Set<string>; issues: ConfigIssue[] } {
+): { fromEnv: Map<string, string>; issues: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
-  const fromEnv = new Set<string>();
+  /** Keys set from the environment, and by which variable (a ZEPTOCLAW_ one wins over an alias). */
+  const fromEnv = new Map<string, string>();
   const byPath = new Map(leaves.map((l) => [l.path, l]));
   for (const [name, path] of ALIASES) {
     const value = env[name];
     const leaf = byPath.get(path);
     if (value === undefined || value === "" || !leaf) continue;
     setPath(raw, path, coerce(leaf, value, name, issues));
-    fromEnv.add(path);
+    fromEnv.set(path, name);
   }
   const byEnv = new Map(leaves.map((l) => [envName(l.path), l]));
   for (const [name, value] of Object.entries(env)) {
@@ -87,7 +89,7 @@ export function applyEnv(
       continue;
     }
     setPath(raw, leaf.path, coerce(leaf, value, name, issues));
-    fromEnv.add(leaf.path);
+    fromEnv.set(leaf.path, name);
   }
   return { fromEnv, issues };
 }

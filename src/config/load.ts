@@ -127,7 +127,13 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const storeInFile = typeof (raw.session as Record<string, unknown> | undefined)?.store === "string";
   const { fromEnv, issues } = applyEnv(raw, env, leaves, suggest);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) issues.push(...formatIssues(parsed.error.issues));
+  if (!parsed.success) {
+    // A value from the environment is blamed on its variable too: the file may look right.
+    for (const issue of formatIssues(parsed.error.issues)) {
+      const name = fromEnv.get(issue.key);
+      issues.push(name === undefined ? issue : { ...issue, message: `${issue.message} (set by ${name})` });
+    }
+  }
   if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
   const config = parsed.data;
   // Relative store paths resolve from where they were written: the file's folder, the

@@ -7,6 +7,12 @@ z.config(en());
 
 const posInt = () => z.int({ error: "expected a positive integer" }).check(z.positive({ error: "expected a positive integer" }));
 const nonNegInt = () => z.int({ error: "expected a whole number of 0 or more" }).check(z.minimum(0, { error: "expected a whole number of 0 or more" }));
+// Node's timers take at most 2^31 - 1 ms (~24.8 days); a longer one fires after 1 ms.
+const MAX_MS = 2 ** 31 - 1;
+const ms = (least: 0 | 1) => {
+  const error = `expected a whole number of milliseconds from ${least} to ${MAX_MS} (24.8 days)`;
+  return z.int({ error }).check(z.minimum(least, { error }), z.maximum(MAX_MS, { error }));
+};
 const str = () => z.string({ error: "expected a string" });
 const bool = () => z.boolean({ error: "expected true or false" });
 const url = () => str().check(z.refine((v) => /^https?:\/\/[^\s]+$/.test(v), { error: "expected an http:// or https:// URL" }));
@@ -22,7 +28,7 @@ const llm = z.strictObject({
   model: def(str().check(z.minLength(1, { error: "expected a model name" })), "gpt-4o-mini"),
   max_concurrency: def(posInt(), 16),
   requests_per_minute: def(nonNegInt(), 600),
-  timeout_ms: def(posInt(), 60_000),
+  timeout_ms: def(ms(1), 60_000),
   max_retries: def(nonNegInt(), 4),
   max_tokens: opt(posInt()),
   temperature: opt(z.number({ error: "expected a number from 0 to 2" }).check(z.minimum(0), z.maximum(2))),
@@ -39,8 +45,11 @@ const agent = z.strictObject({
 const session = z.strictObject({
   store: def(
     str().check(
-      z.refine((v) => v.startsWith("sqlite://") || v.startsWith("redis://") || v.startsWith("rediss://"), {
-        error: 'expected "sqlite://<path>" or "redis://host:port"',
+      z.refine((v) => v.startsWith("sqlite://"), {
+        error: (issue) =>
+          typeof issue.input === "string" && /^rediss?:\/\//.test(issue.input)
+            ? 'Redis session stores are not supported yet; expected "sqlite://<path>"'
+            : 'expected "sqlite://<path>"',
       }),
     ),
     "sqlite://data/sessions.sqlite",
@@ -48,13 +57,13 @@ const session = z.strictObject({
   max_session_messages: def(posInt(), 100),
   session_ttl_hours: def(z.number({ error: "expected a positive number" }).check(z.positive({ error: "expected a positive number" })), 24),
   cache_size: def(posInt(), 10_000),
-  flush_interval_ms: def(posInt(), 1_000),
+  flush_interval_ms: def(ms(1), 1_000),
 });
 
 const bus = z.strictObject({
   buffer_size: def(posInt(), 10_000),
   max_concurrency: def(posInt(), 256),
-  drain_timeout_ms: def(nonNegInt(), 10_000),
+  drain_timeout_ms: def(ms(0), 10_000),
 });
 
 const http = z.strictObject({
@@ -108,14 +117,18 @@ const telegram = z
     pairing: def(bool(), false),
   })
   .check(
-    z.superRefine((t, ctx) => {
-      if (!t.enabled) return;
-      if (!t.token) ctx.addIssue({ code: "custom", path: ["token"], message: "required when the channel is enabled (or set TELEGRAM_BOT_TOKEN)" });
-      if (t.mode === "webhook" && !t.webhook_url) ctx.addIssue({ code: "custom", path: ["webhook_url"], message: 'required when mode = "webhook"' });
-      if (t.mode === "webhook" && !t.secret_token) {
-        ctx.addIssue({ code: "custom", path: ["secret_token"], message: 'required when mode = "webhook", so forged updates are refused' });
-      }
-    }),
+    z.superRefine(
+      (t, ctx) => {
+        if (!t.enabled) return;
+        if (!t.token) ctx.addIssue({ code: "custom", path: ["token"], message: "required when the channel is enabled (or set TELEGRAM_BOT_TOKEN)" });
+        if (t.mode === "webhook" && !t.webhook_url) ctx.addIssue({ code: "custom", path: ["webhook_url"], message: 'required when mode = "webhook"' });
+        if (t.mode === "webhook" && !t.secret_token) {
+          ctx.addIssue({ code: "custom", path: ["secret_token"], message: 'required when mode = "webhook", so forged updates are refused' });
+        }
+      },
+      // Also when another key of the section is wrong: every problem is listed at once.
+      { when: (payload) => typeof payload.value === "object" && payload.value !== null },
+    ),
   );
 
 const channels = z.strictObject({

@@ -54,6 +54,47 @@ describe("zeptoclaw CLI", () => {
     expect(r.stderr).toContain("http.port:");
   });
 
+  it("config check lists every Telegram problem at once, cross-key ones included", async () => {
+    const bad = file(['[channels.telegram]', "enabled = true", 'mode = "webhook"', 'group_mode = "any"'].join("\n"));
+    const r = await runCli(["config", "check", "--config", bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("the configuration has 4 problems");
+    for (const key of ["group_mode", "token", "webhook_url", "secret_token"]) expect(r.stderr).toContain(`channels.telegram.${key}:`);
+  });
+
+  it("config check refuses what the gateway could not run with", async () => {
+    // Timers take at most 2^31 - 1 ms; a longer timeout fired after 1 ms, failing every LLM call.
+    const long = await runCli(["config", "check"], { env: { ZEPTOCLAW_LLM_TIMEOUT_MS: "3000000000" } });
+    expect(long.code).toBe(2);
+    expect(long.stderr).toContain("llm.timeout_ms: expected a whole number of milliseconds from 1 to 2147483647 (24.8 days) (set by ZEPTOCLAW_LLM_TIMEOUT_MS)");
+    const redis = await runCli(["config", "check", "--config", file('[session]\nstore = "redis://:hunter2pw@127.0.0.1:6390"\n')]);
+    expect(redis.code).toBe(2);
+    expect(redis.stderr).toContain('session.store: Redis session stores are not supported yet; expected "sqlite://<path>"');
+    expect(redis.stderr + redis.stdout).not.toContain("hunter2pw");
+    // An unset shell variable ("--config $CONFIG") is a mistake, not a wish for the defaults.
+    const empty = await runCli(["gateway", "--config", ""]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain("--config: expected a file name, got an empty string");
+  });
+
+  it("blames a bad value from the environment on its variable, and takes the config file from ZEPTOCLAW_CONFIG", async () => {
+    const r = await runCli(["config", "check", "--config", file('[log]\nlevel = "info"\n')], { env: { LOG_LEVEL: "loud" } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("log.level: expected one of fatal, error, warn, info, debug, trace, silent (set by LOG_LEVEL)");
+    // As containers often set it.
+    expect((await runCli(["config", "check"], { env: { LOG_LEVEL: "WARN" } })).stdout).toContain('level = "warn"');
+    const fromEnv = await runCli(["config", "check"], { env: { ZEPTOCLAW_CONFIG: file('[llm]\nmodel = "from-zeptoclaw-config"\n') } });
+    expect(fromEnv.code).toBe(0);
+    expect(fromEnv.stdout).toContain('model = "from-zeptoclaw-config"');
+  });
+
+  it("prints a store it cannot open as one line, not a stack trace", async () => {
+    const r = await runCli(["pair", "list"], { env: { ZEPTOCLAW_SESSION_STORE: "sqlite:///proc/version/s.sqlite" } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^zeptoclaw: cannot open the session store at \/proc\/version\/s\.sqlite: \S+/);
+    expect(r.stderr).not.toContain("    at ");
+  });
+
   it("config check names the line of a TOML syntax error and the path of a missing file", async () => {
     const broken = file('[llm]\nmodel = "x"\nbase_url = \n');
     const r = await runCli(["config", "check", "--config", broken]);
