@@ -1,6 +1,22 @@
 import type { ServerResponse } from "node:http";
 
-/** Server-sent-event subscribers per conversation, bounded per conversation and in total. */
+function send(res: ServerResponse, frame: string): void {
+  if (res.writableLength > MAX_UNREAD_BYTES) {
+    // Its "close" handler unsubscribes it.
+    res.destroy();
+    return;
+  }
+  res.write(frame);
+}
+
+/**
+ * Most bytes a subscriber may leave unread in this process. A stream whose client stopped
+ * reading (a frozen tab, a paused socket) would otherwise hold every reply sent to it for as
+ * long as it stays open; past this it is dropped, and an EventSource reconnects by itself.
+ */
+export const MAX_UNREAD_BYTES = 1 << 20;
+
+/** Server-sent-event subscribers per conversation, bounded per conversation, in total and in unread bytes. */
 export class SseHub {
   private readonly subs = new Map<string, Set<ServerResponse>>();
   private total = 0;
@@ -12,7 +28,7 @@ export class SseHub {
   ) {
     // Proxies close quiet connections; a comment line every 20 s keeps them open.
     this.heartbeat = setInterval(() => {
-      for (const set of this.subs.values()) for (const res of set) res.write(": ping\n\n");
+      for (const set of this.subs.values()) for (const res of set) send(res, ": ping\n\n");
     }, 20_000);
     this.heartbeat.unref();
   }
@@ -44,7 +60,7 @@ export class SseHub {
     const set = this.subs.get(key);
     if (!set) return;
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of set) res.write(frame);
+    for (const res of set) send(res, frame);
   }
 
   /** Ends every stream. */
