@@ -100,7 +100,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     logger: logger.child({ component: "bus" }),
     journal: (m) => stores.journal.accept(m),
   });
-  const http = new GatewayHttpServer(logger.child({ component: "http" }));
+  const http = new GatewayHttpServer(logger.child({ component: "http" }), { allowedHosts: [...config.http.allowed_hosts, config.http.host] });
   const channels: Channel[] = o.channels ?? [];
   if (!o.channels && config.channels.webchat.enabled) {
     channels.push(
@@ -204,12 +204,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const gauges = setInterval(() => metrics.setGauges({ busDepth: bus.depth, activeUsers: stores.sessions.hot }), 1_000);
   gauges.unref();
 
-  http.add("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
+  // Probes (a load balancer's, an orchestrator's) may use any name; they learn nothing private.
+  http.add("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }), { anyHost: true });
   http.add("GET", "/readyz", async (_req, res) => {
     const storeOk = await stores.healthy();
     const ok = storeOk && started && !closing;
     sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready", store: storeOk ? "open" : "failing", config: "valid", closing });
-  });
+  }, { anyHost: true });
 
   // What a crash or a cut-short drain left: finished replies are sent again from the journal,
   // accepted messages run again, in their original order, before anything new.

@@ -73,6 +73,11 @@ const http = z.strictObject({
     8787,
   ),
   max_body_bytes: def(posInt(), 1_048_576),
+  /**
+   * Names the server may be called by besides IP addresses and localhost (a reverse proxy's
+   * public name, when it passes Host on); ".example.com" admits its subdomains too.
+   */
+  allowed_hosts: def(z.array(str().check(z.minLength(1, { error: "expected a host name" })), { error: "expected a list of host names" }), []),
   /** Bearer token for /metrics and /dashboard; without it they answer only on loopback. */
   admin_token: def(str(), ""),
 });

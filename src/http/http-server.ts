@@ -1,14 +1,58 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIP } from "node:net";
 import type { Logger } from "pino";
 
 /** Handles one request; `url` is already parsed. */
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
+/** How a route is served. */
+export interface RouteOptions {
+  /**
+   * Answer whatever host name the request gives: for endpoints called from outside under a
+   * public name (a platform's webhook, verified by its secret) and for health probes.
+   */
+  anyHost?: boolean;
+}
+
 /** Where channels and the gateway register their endpoints on the shared server. */
 export interface HttpRoutes {
   /** `path` is exact, or a prefix when it ends with `*` (e.g. `/api/messages/*`). */
-  add(method: "GET" | "POST" | "PUT" | "DELETE", path: string, handler: RouteHandler): void;
+  add(method: "GET" | "POST" | "PUT" | "DELETE", path: string, handler: RouteHandler, options?: RouteOptions): void;
+}
+
+/** Options of `GatewayHttpServer`. */
+export interface HttpServerOptions {
+  /**
+   * Host names besides IP addresses and localhost that requests may name (`http.allowed_hosts`);
+   * one starting with "." also admits its subdomains.
+   */
+  allowedHosts?: readonly string[];
+}
+
+/** The name a Host header gives, lower case, without its port and an IPv6 address's brackets. */
+function hostName(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(1, h.indexOf("]") >>> 0);
+  const colon = h.lastIndexOf(":");
+  return colon >= 0 ? h.slice(0, colon) : h;
+}
+
+/**
+ * Whether a request's Host header names this server in a way no other site can: an IP address,
+ * localhost, or a configured name. A web page the user opens elsewhere can point a name of its
+ * own at 127.0.0.1 (DNS rebinding); the browser then treats the gateway as that page's origin
+ * and lets it read the web chat's streams and the loopback-only admin endpoints. Its requests
+ * carry its own name in Host, which this refuses.
+ */
+export function isAllowedHost(header: string | undefined, allowed: readonly string[]): boolean {
+  // Browsers always send Host: a request without one is not a page's.
+  if (header === undefined) return true;
+  const name = hostName(header);
+  if (isIP(name) !== 0 || name === "localhost" || name.endsWith(".localhost")) return true;
+  return allowed.some((a) => {
+    const entry = a.toLowerCase();
+    return entry.startsWith(".") ? name === entry.slice(1) || name.endsWith(entry) : name === entry;
+  });
 }
 
 /** A client error with the status and reason to answer with. */
@@ -73,6 +117,7 @@ interface Route {
   path: string;
   prefix: boolean;
   handler: RouteHandler;
+  anyHost: boolean;
 }
 
 /** The gateway's one HTTP server: health, readiness, the web chat and webhook endpoints. */
@@ -80,7 +125,10 @@ export class GatewayHttpServer implements HttpRoutes {
   private readonly routes: Route[] = [];
   private readonly server: Server;
 
-  constructor(private readonly logger: Logger) {
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: HttpServerOptions = {},
+  ) {
     this.server = createServer((req, res) => void this.dispatch(req, res));
     // Slowloris guard: headers must arrive promptly; bodies within the request timeout.
     this.server.headersTimeout = 10_000;
@@ -93,17 +141,19 @@ export class GatewayHttpServer implements HttpRoutes {
         socket.destroy();
         return;
       }
-      const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
-      const body = JSON.stringify({ error: `malformed HTTP request (${err.code ?? "parse error"})` });
+      const timedOut = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : timedOut ? "408 Request Timeout" : "400 Bad Request";
+      const reason = timedOut ? "the request did not arrive in time" : `malformed HTTP request (${err.code ?? "parse error"})`;
+      const body = JSON.stringify({ error: reason });
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     });
   }
 
-  add(method: Route["method"], path: string, handler: RouteHandler): void {
+  add(method: Route["method"], path: string, handler: RouteHandler, options: RouteOptions = {}): void {
     const prefix = path.endsWith("*");
-    this.routes.push({ method, path: prefix ? path.slice(0, -1) : path, prefix, handler });
+    this.routes.push({ method, path: prefix ? path.slice(0, -1) : path, prefix, handler, anyHost: options.anyHost === true });
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -122,6 +172,11 @@ export class GatewayHttpServer implements HttpRoutes {
       } else {
         sendJson(res, 404, { error: `no such endpoint: ${url.pathname}` });
       }
+      req.resume();
+      return;
+    }
+    if (!route.anyHost && !isAllowedHost(req.headers.host, this.options.allowedHosts ?? [])) {
+      sendJson(res, 403, { error: `host "${hostName(req.headers.host ?? "")}" is not allowed: name this server by IP address or localhost, or add the name to http.allowed_hosts` });
       req.resume();
       return;
     }

@@ -130,7 +130,8 @@ class TelegramChannel implements Channel {
     if (!secret || !this.cfg.webhook_url) {
       throw new ChannelError("E_TELEGRAM_CONFIG", 'channels.telegram.webhook_url and secret_token: required when mode = "webhook"', { retryable: false });
     }
-    ctx.http.add("POST", this.cfg.webhook_path, createWebhookHandler({ secret, maxBodyBytes: this.deps.maxBodyBytes, handle }));
+    // Telegram calls it by the public name of webhook_url; the secret token is what admits it.
+    ctx.http.add("POST", this.cfg.webhook_path, createWebhookHandler({ secret, maxBodyBytes: this.deps.maxBodyBytes, handle }), { anyHost: true });
     try {
       await this.apis.api.setWebhook(this.cfg.webhook_url, { secret_token: secret, allowed_updates: [...ALLOWED_UPDATES] }, grammySignal(signal));
     } catch (err) {

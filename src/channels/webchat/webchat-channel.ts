@@ -85,9 +85,15 @@ function parseMessageBody(buf: Buffer): { user: string; text: string } {
   return parsed.data;
 }
 
+/**
+ * JSON only, declared as such. A page elsewhere may post to the gateway without the browser
+ * asking first only with a "simple" content type (form data, text/plain, or none at all);
+ * requiring application/json makes the browser ask (CORS preflight), and the gateway never
+ * says yes: no other site can post as a user or wipe their session with "/reset".
+ */
 function requireJson(req: IncomingMessage): void {
   const type = req.headers["content-type"];
-  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
+  if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     throw new HttpError(415, "send the body as JSON with Content-Type: application/json");
   }
 }
