@@ -6,13 +6,14 @@ import { withFallback } from "./agent/fallback.js";
 import { createOpenAiClient } from "./agent/openai-client.js";
 import type { ReplySink } from "./agent/reply-sink.js";
 import { builtinTools } from "./agent/tools.js";
+import { backoffDelay } from "./agent/retry.js";
 import { UsageMeter } from "./agent/usage.js";
 import { MemoryBus } from "./bus/memory-bus.js";
 import type { Channel, ChannelContext } from "./channels/types.js";
 import { WebchatChannel } from "./channels/webchat/webchat-channel.js";
 import { type Config, OPENAI_DEFAULT_BASE_URL } from "./config/schema.js";
 import { FloodLimit } from "./bus/flood-limit.js";
-import { BusFullError, RefusedError, StorageError } from "./errors.js";
+import { BusFullError, ChannelError, RefusedError, StorageError } from "./errors.js";
 import { GatewayHttpServer, sendJson } from "./http/http-server.js";
 import type { InboundMessage } from "./messages.js";
 import { DeferredMetrics } from "./observability/deferred-metrics.js";
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   onLlmDone?: (m: InboundMessage, llmMs: number) => void;
   /** Where the gateway reports what it does; nothing is recorded without it. */
   metrics?: GatewayMetrics;
+  /** First wait before a failed delivery is tried again; doubles up to 5 min. Tests shorten it. */
+  redeliveryBaseMs?: number;
 }
 
 /** A running gateway. */
@@ -121,15 +124,44 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   }
   const byId = new Map(channels.map((c) => [c.id, c]));
 
-  /** Sends a reply; `stored` says its journal row is finished, so it can be marked delivered. */
-  const deliver = async (m: InboundMessage, text: string, isError: boolean, stored = true): Promise<void> => {
+  const redeliveryBaseMs = o.redeliveryBaseMs ?? 5_000;
+  const redeliveries = new Set<NodeJS.Timeout>();
+  /**
+   * Sends a reply; resolves whether it went out. `stored` says its journal row is finished, so
+   * it can be marked delivered. A platform that fails for now (a 5xx, a network error, a 429
+   * past the channel's own retries) gets it again later, with growing waits, for as long as
+   * the process runs; the row stays "finished", so a restart sends it too. One that refuses
+   * it for good (a 4xx) is logged and not tried again.
+   */
+  const deliver = async (m: InboundMessage, text: string, isError: boolean, stored = true, attempt = 0): Promise<boolean> => {
     const channel = byId.get(m.channel);
     try {
       await channel?.send({ conversationId: m.conversationId, text, replyToId: m.id, idempotencyKey: `${m.id}:0`, isError });
       if (stored && channel?.resendAfterCrash !== false) stores.journal.delivered(m.id);
+      if (attempt > 0) logger.info({ msgId: m.id, channel: m.channel, attempt }, "reply delivered on a later try");
+      return true;
     } catch (err) {
-      // Left "finished" in the journal: the next start tries the delivery again.
-      logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered");
+      if (closing) {
+        // Perhaps cut off by the shutdown itself.
+        logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered; the next start sends it again");
+        return false;
+      }
+      // The platform answered 4xx (not 429): this text will never go to this chat.
+      if (err instanceof ChannelError && !err.retryable && /_4\d\d$/.test(err.code)) {
+        logger.error({ err, msgId: m.id, channel: m.channel }, "the platform refused the reply for good; not sending it again");
+        if (stored) stores.journal.delivered(m.id);
+        return false;
+      }
+      const retryAfter = err instanceof ChannelError ? err.retryAfterMs : undefined;
+      const waitMs = retryAfter ?? backoffDelay(attempt, { baseMs: redeliveryBaseMs, capMs: 300_000 });
+      logger.error({ err, msgId: m.id, channel: m.channel, attempt, retryInMs: waitMs }, "reply could not be delivered; trying again later");
+      const timer = setTimeout(() => {
+        redeliveries.delete(timer);
+        void deliver(m, text, isError, stored, attempt + 1);
+      }, waitMs);
+      timer.unref();
+      redeliveries.add(timer);
+      return false;
     }
   };
   const reply: ReplySink = {
@@ -152,10 +184,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         stored = false;
         logger.error({ err, msgId: m.id }, "reply could not be stored in the journal; sending it anyway");
       }
-      await deliver(m, text, isError, stored);
+      const sent = await deliver(m, text, isError, stored);
       if (!stored) {
-        // One more try once it is sent, marked delivered: it closes the row if the store is back.
-        stores.journal.finish(m.id, text, isError, true).catch((err: unknown) => {
+        // One more try once it was sent (marked delivered), or stored to be sent again: it
+        // closes the row, or keeps the reply for a restart, if the store is back.
+        stores.journal.finish(m.id, text, isError, sent || byId.get(m.channel)?.resendAfterCrash === false).catch((err: unknown) => {
           logger.error({ err, msgId: m.id }, "reply still not stored in the journal; a restart would answer this message again");
         });
       }
@@ -302,6 +335,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (closing) return;
       closing = true;
       clearInterval(gauges);
+      // Their rows stay "finished": the next start sends them.
+      for (const timer of redeliveries) clearTimeout(timer);
+      redeliveries.clear();
       clearTimeout(afterReady);
       skipAfterReady();
       const started = Date.now();

@@ -29,7 +29,7 @@ const FAST: Omit<TelegramChannelDeps, "maxBodyBytes"> = {
  * (shorter retry waits); without, the gateway wires it exactly as in production.
  */
 async function startTelegramWorld(
-  o: { env?: Record<string, string>; llm?: FakeOpenAiOptions; deps?: Partial<TelegramChannelDeps> } = {},
+  o: { env?: Record<string, string>; llm?: FakeOpenAiOptions; deps?: Partial<TelegramChannelDeps>; redeliveryBaseMs?: number } = {},
 ): Promise<TelegramWorld> {
   const tg = await startFakeTelegram();
   const env = {
@@ -44,7 +44,8 @@ async function startTelegramWorld(
     channel = createTelegramChannel(config.channels.telegram, { maxBodyBytes: config.http.max_body_bytes, ...o.deps });
   }
   try {
-    const t = await startTestGateway({ env, ...(o.llm ? { llm: o.llm } : {}), ...(channel ? { gateway: { channels: [channel] } } : {}) });
+    const gateway = { ...(channel ? { channels: [channel] } : {}), ...(o.redeliveryBaseMs !== undefined ? { redeliveryBaseMs: o.redeliveryBaseMs } : {}) };
+    const t = await startTestGateway({ env, ...(o.llm ? { llm: o.llm } : {}), gateway });
     return {
       tg,
       t,
@@ -174,6 +175,32 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.callsOf("sendMessage").map((c) => c.status)).toEqual([500, 502, 200]);
     expect(tg.sent).toHaveLength(1);
     expect(capturedLogs.some((l) => l.includes("another process is polling this Telegram bot token"))).toBe(true);
+  });
+
+  it("sends a reply again later when Telegram fails past the channel's own retries", async () => {
+    w = await startTelegramWorld({ deps: FAST, redeliveryBaseMs: 100 });
+    const { tg, t } = w;
+    // Four 5xx use up the call's own four attempts; the later try meets one more, then success.
+    tg.faults.push(...[500, 502, 503, 500, 502].map((status) => ({ method: "sendMessage", status })));
+    tg.pushUpdate(telegramFixture("private-text"));
+    await tg.waitFor(() => tg.sent[0], 10_000, "the reply");
+    expect(tg.callsOf("sendMessage").map((c) => c.status)).toEqual([500, 502, 503, 500, 502, 200]);
+    expect(tg.sent).toHaveLength(1);
+    // Marked delivered: a restart will not send it again.
+    await t.gw.stores.journal.flush();
+    await expect.poll(async () => (await t.gw.stores.journal.unfinished()).finished.length).toBe(0);
+    expect(capturedLogs.some((l) => l.includes("reply delivered on a later try"))).toBe(true);
+  });
+
+  it("does not send again a reply Telegram refused for good (400)", async () => {
+    w = await startTelegramWorld({ deps: FAST, redeliveryBaseMs: 50 });
+    const { tg, t } = w;
+    tg.faults.push({ method: "sendMessage", status: 400, description: "Bad Request: chat not found" });
+    tg.pushUpdate(telegramFixture("private-text"));
+    await tg.waitFor(() => (tg.callsOf("sendMessage").length > 0 ? true : undefined), 10_000, "the send");
+    await expect.poll(async () => (await t.gw.stores.journal.unfinished()).finished.length).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(tg.callsOf("sendMessage")).toHaveLength(1);
   });
 
   it("logs a 403 once and does not retry it", async () => {

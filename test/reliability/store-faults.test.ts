@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { PACKAGE_ROOT } from "../../src/package-info.js";
-import { startTestGateway, type TestGateway } from "../support/harness.js";
+import { capturedLogs, startTestGateway, type TestGateway } from "../support/harness.js";
 
 let t: TestGateway | undefined;
 let locker: ChildProcess | undefined;
@@ -58,6 +58,8 @@ describe("a message journal that cannot be written", () => {
     await lockJournal(t.dir, 7_000);
     // Storing the reply fails after the busy timeout; the user gets the answer all the same.
     expect(await stream.reply()).toBe("echo: hello");
+    // Through the failure path, not ahead of the lock.
+    expect(capturedLogs.some((l) => l.includes("reply could not be stored in the journal; sending it anyway"))).toBe(true);
     // The second try waits for the lock to go, then stores it: answered, not to be asked again.
     expect(await t.result(posted.body.id as string, 15_000)).toEqual({ status: "done", reply: "echo: hello" });
     expect(t.llm.count).toBe(1);
