@@ -130,7 +130,8 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   if (!parsed.success) {
     // A value from the environment is blamed on its variable too: the file may look right.
     for (const issue of formatIssues(parsed.error.issues)) {
-      const name = fromEnv.get(issue.key);
+      // A list's element (`http.allowed_hosts.0`) came from its list's variable.
+      const name = fromEnv.get(issue.key) ?? fromEnv.get(issue.key.replace(/\.\d+$/, ""));
       issues.push(name === undefined ? issue : { ...issue, message: `${issue.message} (set by ${name})` });
     }
   }
@@ -147,8 +148,12 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
 export function maskSecrets(value: unknown, key = ""): unknown {
   if (typeof value === "string") {
     if (SECRET_KEYS.has(key) && value.length > 0) return "********";
-    const [password] = urlPasswords(value);
-    return password === undefined ? value : value.replace(`:${password}@`, ":********@");
+    if (urlPasswords(value).length === 0) return value;
+    // Rebuilt rather than replaced in the text: a password written raw ("p@ss") is not the
+    // encoded one URL gives back.
+    const url = new URL(value);
+    url.password = "********";
+    return url.href;
   }
   if (Array.isArray(value)) return value.map((v) => maskSecrets(v));
   if (value && typeof value === "object") {

@@ -77,7 +77,17 @@ const http = z.strictObject({
    * Names the server may be called by besides IP addresses and localhost (a reverse proxy's
    * public name, when it passes Host on); ".example.com" admits its subdomains too.
    */
-  allowed_hosts: def(z.array(str().check(z.minLength(1, { error: "expected a host name" })), { error: "expected a list of host names" }), []),
+  allowed_hosts: def(
+    z.array(
+      str().check(
+        z.refine((v) => /^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/i.test(v), {
+          error: 'expected a host name without scheme or port, such as "chat.example.com" or ".example.com"',
+        }),
+      ),
+      { error: "expected a list of host names" },
+    ),
+    [],
+  ),
   /** Bearer token for /metrics and /dashboard; without it they answer only on loopback. */
   admin_token: def(str(), ""),
 });

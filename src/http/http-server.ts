@@ -29,12 +29,18 @@ export interface HttpServerOptions {
   allowedHosts?: readonly string[];
 }
 
-/** The name a Host header gives, lower case, without its port and an IPv6 address's brackets. */
+/** A host name as compared: lower case, without the trailing dot of a fully qualified name. */
+function canonicalName(name: string): string {
+  const n = name.toLowerCase();
+  return n.endsWith(".") ? n.slice(0, -1) : n;
+}
+
+/** The name a Host header gives, without its port and an IPv6 address's brackets. */
 function hostName(header: string): string {
-  const h = header.trim().toLowerCase();
+  const h = header.trim();
   if (h.startsWith("[")) return h.slice(1, h.indexOf("]") >>> 0);
   const colon = h.lastIndexOf(":");
-  return colon >= 0 ? h.slice(0, colon) : h;
+  return canonicalName(colon >= 0 ? h.slice(0, colon) : h);
 }
 
 /**
@@ -50,7 +56,7 @@ export function isAllowedHost(header: string | undefined, allowed: readonly stri
   const name = hostName(header);
   if (isIP(name) !== 0 || name === "localhost" || name.endsWith(".localhost")) return true;
   return allowed.some((a) => {
-    const entry = a.toLowerCase();
+    const entry = canonicalName(a);
     return entry.startsWith(".") ? name === entry.slice(1) || name.endsWith(entry) : name === entry;
   });
 }

@@ -199,10 +199,15 @@ export function registerAdminRoutes(http: HttpRoutes, opts: AdminRoutesOptions):
     }
   };
 
+  // With a token they need it (or its host-only, SameSite cookie), which a page elsewhere
+  // cannot send, whatever name it calls the server by: Prometheus may scrape by service name.
+  // Without one they trust the loopback peer, and the Host check keeps rebinding pages out.
+  const routeOptions = { anyHost: adminToken !== "" };
+
   http.add("GET", "/metrics", async (req, res) => {
     guard(req);
     send(res, 200, registry.contentType, await registry.metrics());
-  });
+  }, routeOptions);
 
   http.add("GET", "/dashboard", (req, res) => {
     const access = checkAdminAccess(req, adminToken);
@@ -212,7 +217,7 @@ export function registerAdminRoutes(http: HttpRoutes, opts: AdminRoutesOptions):
     }
     guard(req);
     send(res, 200, "text/html; charset=utf-8", page, { "content-security-policy": PAGE_CSP });
-  });
+  }, routeOptions);
 
   http.add("GET", "/dashboard/*", async (req, res, url) => {
     guard(req);
@@ -223,7 +228,7 @@ export function registerAdminRoutes(http: HttpRoutes, opts: AdminRoutesOptions):
     const asset = assets.get(url.pathname);
     if (!asset) throw new HttpError(404, `no such dashboard file: ${url.pathname.slice(0, 100)}`);
     send(res, 200, asset.type, asset.body, { "cache-control": "no-cache" });
-  });
+  }, routeOptions);
 
   http.add("POST", "/dashboard/login", async (req, res) => {
     if (adminToken === "") {
@@ -255,5 +260,5 @@ export function registerAdminRoutes(http: HttpRoutes, opts: AdminRoutesOptions):
       "content-length": "0",
     });
     res.end();
-  });
+  }, routeOptions);
 }

@@ -242,6 +242,10 @@ describe("zeptoclaw doctor and config check keep secrets out of what they print"
     const check = await runCli(["config", "check", "--config", config]);
     expect(check.code).toBe(0);
     expect(check.stdout).toContain('base_url = "http://proxyuser:********@127.0.0.1:1/v1"');
+    // A password written raw, with characters a URL encodes.
+    const raw = await runCli(["config", "check"], { env: { ZEPTOCLAW_LLM_BASE_URL: "http://u:p@ss^word@127.0.0.1:1/v1" } });
+    expect(raw.stdout).toContain('base_url = "http://u:********@127.0.0.1:1/v1"');
+    expect(raw.stdout).not.toContain("ss^word");
     for (const out of [doctor.stdout, doctor.stderr, check.stdout, check.stderr]) {
       for (const secret of ["AAHsupersecretTOKEN", "tgpassword", "llmpassword"]) expect(out).not.toContain(secret);
     }

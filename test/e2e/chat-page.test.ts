@@ -41,6 +41,24 @@ describe("the chat page", () => {
     await page.close();
   });
 
+  it("shows a reply that came while its stream was down once it reconnects", async () => {
+    t = await startTestGateway({ llm: { latencyMs: 500 } });
+    const page = await browser.newPage();
+    await page.goto(t.base);
+    await expect.poll(() => page.textContent("#conn")).toBe("connected");
+    await page.fill("#text", "are you there?");
+    await page.press("#text", "Enter");
+    const id = await page.locator(".msg.bot.pending").getAttribute("data-id");
+    // The stream goes down before the answer, as a dropped connection or a stalled tab's would.
+    await page.evaluate("source.close()");
+    expect(await t.result(id as string)).toMatchObject({ status: "done", reply: "echo: are you there?" });
+    expect(await page.getAttribute(".msg.bot", "class")).toBe("msg bot pending");
+    await page.evaluate("connect()");
+    await expect.poll(() => page.textContent(".msg.bot")).toBe("echo: are you there?");
+    expect(await page.getAttribute(".msg.bot", "class")).toBe("msg bot");
+    await page.close();
+  });
+
   it("shows what to configure when no LLM is set", async () => {
     t = await startTestGateway({ env: { ZEPTOCLAW_LLM_BASE_URL: "https://api.openai.com/v1", ZEPTOCLAW_LLM_API_KEY: "" } });
     const page = await browser.newPage();

@@ -75,6 +75,28 @@ describe("requests from other web sites", () => {
       expect((await get(port, "/api/status", host)).status, host).toBe(200);
     }
     expect((await get(port, "/api/status", "chat.example.com.evil")).status).toBe(403);
+    // Fully qualified names, with their trailing dot.
+    for (const host of ["localhost.", `127.0.0.1.:${port}`, "chat.example.com."]) expect((await get(port, "/api/status", host)).status, host).toBe(200);
+  });
+
+  it("lets a client with the admin token scrape by any name, which a rebinding page cannot send", async () => {
+    const token = "admin-token-for-the-test";
+    t = await startTestGateway({ env: { ZEPTOCLAW_HTTP_ADMIN_TOKEN: token } });
+    await t.gw.adminReady;
+    const scrape = (host: string, auth?: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port: t!.gw.port, path: "/metrics", headers: { host, ...(auth ? { authorization: auth } : {}) } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    // Prometheus in a compose file, by service name.
+    expect(await scrape("zeptoclaw:8787", `Bearer ${token}`)).toBe(200);
+    expect(await scrape("zeptoclaw:8787")).toBe(401);
+    // The web chat's own routes still check the name.
+    expect((await get(t.gw.port, "/api/status", "zeptoclaw:8787")).status).toBe(403);
   });
 
   it("tells names apart as a browser would send them", () => {
