@@ -87,13 +87,15 @@ export async function benchCommand(args: string[]): Promise<number> {
       return 2;
     }
   }
-  exitCleanlyOnSignals();
+  const restoreSignals = exitCleanlyOnSignals();
   try {
     return o.sweep ? await sweep(o, o.sweep) : await runOnce(o);
   } catch (err) {
     // A gateway child that would not start says why in its message (its stderr); a stack adds nothing.
     process.stderr.write(`zeptoclaw bench: ${(err as Error).message}\n`);
     return 1;
+  } finally {
+    restoreSignals();
   }
 }
 

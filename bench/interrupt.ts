@@ -15,19 +15,18 @@ export function onInterrupt(cleanup: () => void): () => void {
 }
 
 const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-let installed = false;
 
 /**
  * Makes SIGINT, SIGTERM and SIGHUP run the registered cleanups, then exit with 128 + the
- * signal's number, as a shell reports a process killed by it. For the `zeptoclaw bench`
- * command only: a library caller keeps its own signal handling.
+ * signal's number, as a shell reports a process killed by it; returns the handlers' removal,
+ * for when the command is done. For the `zeptoclaw bench` command only: a library caller
+ * keeps its own signal handling.
  */
-export function exitCleanlyOnSignals(): void {
-  if (installed) return;
-  installed = true;
-  for (const signal of SIGNALS) {
-    process.once(signal, () => {
-      for (const cleanup of cleanups) {
+export function exitCleanlyOnSignals(): () => void {
+  const handlers = SIGNALS.map((signal) => {
+    const handler = (): void => {
+      // Newest first: a gateway child is stopped before the folder it writes into is removed.
+      for (const cleanup of [...cleanups].reverse()) {
         try {
           cleanup();
         } catch {
@@ -38,6 +37,11 @@ export function exitCleanlyOnSignals(): void {
       const bar = process.stderr.isTTY ? "\r\x1b[2K" : "";
       process.stderr.write(`${bar}zeptoclaw bench: stopped by ${signal}; gateway children stopped and temporary files removed\n`);
       process.exit(128 + constants.signals[signal]);
-    });
-  }
+    };
+    process.once(signal, handler);
+    return [signal, handler] as const;
+  });
+  return () => {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  };
 }

@@ -107,8 +107,9 @@ async function loadOrReport(file: string | undefined): Promise<import("./config/
   try {
     return loadConfig({ file });
   } catch (err) {
-    if (await printConfigProblems(err)) return 2;
-    throw err;
+    if (!(await printConfigProblems(err))) throw err;
+    if (file !== undefined && file === process.env.ZEPTOCLAW_CONFIG) process.stderr.write("  (the config file is the one ZEPTOCLAW_CONFIG names)\n");
+    return 2;
   }
 }
 

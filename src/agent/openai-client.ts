@@ -8,6 +8,9 @@ import type { ChatMessage } from "../storage/session-store.js";
 import type { LlmClient, LlmRequest, LlmResponse } from "./llm-types.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { readChatStream } from "./chat-stream.js";
+import { createHttpFetch } from "../http/http-fetch.js";
+import { withCachedRequestHeaders } from "./sdk-request-cache.js";
+import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
 
 /** Most tool calls one answer may make; an index past it is not a call's. */
 const MAX_TOOL_CALLS = 128;
@@ -24,9 +27,6 @@ function toolCallSlot(calls: readonly { id: string }[], tc: { index?: number; id
   if (last < 0) return 0;
   return tc.id && calls[last]?.id && tc.id !== calls[last].id ? calls.length : last;
 }
-import { createHttpFetch } from "../http/http-fetch.js";
-import { withCachedRequestHeaders } from "./sdk-request-cache.js";
-import { backoffDelay, parseRetryAfter, sleep } from "./retry.js";
 
 /** Settings of the OpenAI-compatible client, from `[llm]`. */
 export interface OpenAiClientOptions {
