@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
+import { StorageError } from "../../src/errors.js";
 import { createTelegramChannel, type TelegramChannelDeps } from "../../src/channels/telegram/telegram-channel.js";
 import type { Channel } from "../../src/channels/types.js";
 import type { FakeOpenAiOptions } from "../support/fake-openai.js";
@@ -203,6 +204,21 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.callsOf("sendMessage")).toHaveLength(1);
   });
 
+  it("keeps an update unconfirmed while the journal cannot take it, then answers it", async () => {
+    w = await startTelegramWorld({ deps: FAST });
+    const { tg, t } = w;
+    // Six refusals in a row, as a full disk gives: more than the five tries a broken update gets.
+    const journal = t.gw.stores.journal;
+    const accept = journal.accept.bind(journal);
+    let refusals = 6;
+    journal.accept = (m) => (refusals-- > 0 ? Promise.reject(new StorageError("the message journal could not be written")) : accept(m));
+    const id = tg.pushUpdate(telegramFixture("private-text"));
+    await tg.waitFor(() => tg.sent[0], 15_000, "the reply");
+    expect(refusals).toBeLessThan(0);
+    expect(tg.confirmedOffset).toBeGreaterThan(id);
+    expect(tg.sent).toHaveLength(1);
+  });
+
   it("logs a 403 once and does not retry it", async () => {
     w = await startTelegramWorld({ deps: FAST });
     const { tg, t } = w;
@@ -272,6 +288,18 @@ describe("Telegram channel end to end (polling)", () => {
     expect(texts.filter((x) => /not edits/.test(x))).toHaveLength(1);
     expect(texts).toContain("echo: what is in this picture?");
     expect(t.llm.count).toBe(1);
+  });
+
+  it("answers an edit with a notice of its own, leaving the streamed answer's preview alone", async () => {
+    const answer = "one two three four five six seven eight";
+    w = await startTelegramWorld({ deps: { ...FAST, preview: { firstDelayMs: 50, intervalMs: 100 } }, llm: { chunkSize: 4, chunkDelayMs: 60, answer: () => answer } });
+    const { tg } = w;
+    tg.pushUpdate(telegramFixture("private-text"));
+    const preview = await tg.waitFor(() => tg.sent[0], 10_000, "the preview");
+    // The user edits the message being answered while its answer streams.
+    tg.pushUpdate(telegramFixture("private-edited"));
+    await tg.waitFor(() => (tg.sent.length === 2 && preview.text === answer ? true : undefined), 10_000, "the answer in the preview, and the notice");
+    expect(tg.sent.map((m) => m.text)).toEqual([answer, expect.stringMatching(/not edits/)]);
   });
 
   it("tells the sender 'busy, try again' when the bus is full and keeps polling", async () => {

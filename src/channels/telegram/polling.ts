@@ -1,7 +1,7 @@
 import type { Api } from "grammy";
 import type { Update } from "grammy/types";
 import type { Logger } from "pino";
-import { BusClosedError } from "../../errors.js";
+import { BusClosedError, StorageError } from "../../errors.js";
 import { delay, statusOf, toChannelError, grammySignal } from "./api.js";
 import { ALLOWED_UPDATES } from "./normalize.js";
 
@@ -31,12 +31,15 @@ const MAX_UPDATE_ATTEMPTS = 5;
 export async function runPolling(o: PollingOptions): Promise<void> {
   let offset: number | undefined;
   let failures = 0;
+  /** Failed hand-overs in a row; unlike `failures`, not reset by a getUpdates that works. */
+  let handFailures = 0;
   const attempts = new Map<number, number>();
+  const wait = (n: number): Promise<void> => delay(Math.min(o.maxBackoffMs, o.backoffMs * 2 ** (n - 1)), o.signal).catch(() => undefined);
   const backoff = async (): Promise<void> => {
     failures++;
-    await delay(Math.min(o.maxBackoffMs, o.backoffMs * 2 ** (failures - 1)), o.signal).catch(() => undefined);
+    await wait(failures);
   };
-  while (!o.signal.aborted) {
+  poll: while (!o.signal.aborted) {
     let updates: Update[];
     try {
       updates = await o.api.getUpdates({ ...(offset !== undefined ? { offset } : {}), timeout: o.timeoutSeconds, allowed_updates: [...ALLOWED_UPDATES] }, grammySignal(o.signal));
@@ -56,18 +59,23 @@ export async function runPolling(o: PollingOptions): Promise<void> {
     }
     failures = 0;
     for (const update of updates) {
-      if (o.signal.aborted) break;
+      if (o.signal.aborted) break poll;
       try {
         await o.handle(update);
+        handFailures = 0;
       } catch (err) {
-        // Shutting down: leave the update unconfirmed so the next start gets it again.
-        if (err instanceof BusClosedError || o.signal.aborted) return;
+        // Shutting down: leave this update unconfirmed so the next start gets it again, but
+        // confirm the ones before it (below), whose notices and refusals went out already.
+        if (err instanceof BusClosedError || o.signal.aborted) break poll;
         const n = (attempts.get(update.update_id) ?? 0) + 1;
         attempts.set(update.update_id, n);
-        if (n < MAX_UPDATE_ATTEMPTS) {
+        handFailures++;
+        // A store that cannot be written (disk full, locked) is the store's trouble, not the
+        // update's: wait for it as long as it takes; Telegram keeps an update for 24 hours.
+        if (err instanceof StorageError || n < MAX_UPDATE_ATTEMPTS) {
           o.logger.warn({ err, updateId: update.update_id, attempt: n }, "Telegram update could not be handed to the bus; will retry");
-          await backoff();
-          break;
+          await wait(handFailures);
+          continue poll;
         }
         o.logger.error({ err, updateId: update.update_id }, "Telegram update failed too often; skipping it");
       }

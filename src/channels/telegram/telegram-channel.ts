@@ -50,7 +50,10 @@ class TelegramChannel implements Channel {
   private readonly apis: TelegramApis;
   private readonly outbox: TelegramOutbox;
   private readonly streams: PreviewStreams;
+  /** Stops intake (polling, the webhook's setup) at once when the channel stops. */
   private readonly controller = new AbortController();
+  /** Cuts off sends still going when the channel has stopped, after their grace period. */
+  private readonly sends = new AbortController();
   /** Replies already sent (or being sent), by idempotency key: a replay never sends twice. */
   private readonly delivered = new BoundedMap<string, Promise<{ messageId: string }>>(10_000);
   /** Telegram message ids of the parts of a reply sent so far, so a retry resumes after them. */
@@ -144,27 +147,38 @@ class TelegramChannel implements Channel {
     this.controller.abort();
     this.streams.stop();
     await this.polling;
+    // Notices for updates already confirmed get their grace period (a retry in progress
+    // included) before what is left is cut off: their updates will not come again.
     const pending = Promise.allSettled([...this.background]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([pending, new Promise((r) => (timer = setTimeout(r, STOP_GRACE_MS)))]);
     clearTimeout(timer);
+    this.sends.abort();
   }
 
   send(m: OutboundMessage): Promise<{ messageId: string }> {
+    return this.sendOnce(m, true);
+  }
+
+  /**
+   * `takePreview`: the answer to `replyToId` finishes its streamed preview; a notice about the
+   * same message (an edit, a sticker) must not, or the answer arrives as a second message.
+   */
+  private sendOnce(m: OutboundMessage, takePreview: boolean): Promise<{ messageId: string }> {
     const key = m.idempotencyKey;
     const existing = this.delivered.get(key);
     if (existing) return existing;
-    const p = this.deliver(m);
+    const p = this.deliver(m, takePreview);
     this.delivered.set(key, p);
     // A failed send may be retried by the caller; the parts already sent are not sent again.
     void p.catch(() => this.delivered.delete(key));
     return p;
   }
 
-  private async deliver(m: OutboundMessage): Promise<{ messageId: string }> {
+  private async deliver(m: OutboundMessage, takePreview: boolean): Promise<{ messageId: string }> {
     const target = parseConversationId(m.conversationId);
     if (!target) throw badTarget(m.conversationId);
-    const streamed = m.replyToId ? await this.streams.finish(m.replyToId) : undefined;
+    const streamed = m.replyToId && takePreview ? await this.streams.finish(m.replyToId) : undefined;
     const parts = renderReply(m.text);
     const sent = this.progress.get(m.idempotencyKey) ?? [];
     this.progress.set(m.idempotencyKey, sent);
@@ -173,7 +187,7 @@ class TelegramChannel implements Channel {
       if (!part) continue;
       if (i === 0 && streamed !== undefined) {
         // The streamed message becomes the first part: edit it rather than send a copy.
-        const edited = await this.outbox.edit(target, streamed, part, this.controller.signal).then(
+        const edited = await this.outbox.edit(target, streamed, part, this.sends.signal).then(
           () => true,
           (err: unknown) => {
             this.logger.warn({ err, msgId: m.replyToId }, "could not finish the streamed message; sending the reply as a new one");
@@ -186,7 +200,7 @@ class TelegramChannel implements Channel {
         }
       }
       const replyTo = i === 0 ? parseMessageId(m.replyToId) : undefined;
-      const id = await this.outbox.send({ ...target, ...(replyTo !== undefined ? { replyToMessageId: replyTo } : {}) }, part, this.controller.signal);
+      const id = await this.outbox.send({ ...target, ...(replyTo !== undefined ? { replyToMessageId: replyTo } : {}) }, part, this.sends.signal);
       if (id === undefined) return { messageId: "" };
       sent.push(id);
     }
@@ -197,14 +211,14 @@ class TelegramChannel implements Channel {
     const target = parseConversationId(conversationId);
     if (!target) throw badTarget(conversationId);
     const [part] = renderReply(text);
-    if (part) await this.outbox.edit(target, Number(messageId), part, this.controller.signal);
+    if (part) await this.outbox.edit(target, Number(messageId), part, this.sends.signal);
   }
 
   async typing(conversationId: string): Promise<void> {
     const target = parseConversationId(conversationId);
     if (!target || this.outbox.isBlocked(target.chatId)) return;
     try {
-      await this.apis.quickApi.sendChatAction(target.chatId, "typing", target.threadId !== undefined ? { message_thread_id: target.threadId } : {}, grammySignal(this.controller.signal));
+      await this.apis.quickApi.sendChatAction(target.chatId, "typing", target.threadId !== undefined ? { message_thread_id: target.threadId } : {}, grammySignal(this.sends.signal));
     } catch (err) {
       throw toChannelError(err, this.cfg.token);
     }
@@ -216,7 +230,7 @@ class TelegramChannel implements Channel {
 
   /** Sends a short direct answer in the background, so the update loop never waits on it. */
   private notify(target: NoticeTarget, text: string, idempotencyKey: string): void {
-    const p = this.send({ conversationId: target.conversationId, text, replyToId: target.replyToId, idempotencyKey })
+    const p = this.sendOnce({ conversationId: target.conversationId, text, replyToId: target.replyToId, idempotencyKey }, false)
       .then(() => undefined)
       .catch((err: unknown) => this.logger.error({ err, msgId: target.replyToId }, "could not send a notice to Telegram"))
       .finally(() => this.background.delete(p));
