@@ -269,7 +269,18 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const abort = new AbortController();
   try {
     for (const channel of channels) {
-      const ctx: ChannelContext = { publish, logger: logger.child({ channel: channel.id }), signal: abort.signal, http };
+      const ctx: ChannelContext = {
+        publish,
+        logger: logger.child({ channel: channel.id }),
+        signal: abort.signal,
+        http,
+        // Notices cost a send as replies do: they come out of the same allowance.
+        mayAnswer: (userId) => {
+          if (flood.take(userId) === "ok") return true;
+          metrics.refused(channel.id, "flood");
+          return false;
+        },
+      };
       if (channel.id === "telegram" && config.channels.telegram.pairing) {
         ctx.pair = (userId, name) => stores.pairing.request(userId, name);
       }

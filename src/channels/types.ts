@@ -18,6 +18,12 @@ export interface ChannelContext {
    * code the operator approves with `zeptoclaw pair approve CODE`.
    */
   pair?(userId: string, name: string): Promise<PairingAnswer>;
+  /**
+   * Takes one from `userId`'s flood allowance for an answer the channel gives by itself (a
+   * sticker's "I can only read text"); false when the user is over it: answer nothing. Absent
+   * means no limit.
+   */
+  mayAnswer?(userId: string): boolean;
 }
 
 /** A platform adapter: platform events in, platform calls out. Never touches sessions or the LLM. */

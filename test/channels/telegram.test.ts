@@ -302,6 +302,17 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.sent.map((m) => m.text)).toEqual([answer, expect.stringMatching(/not edits/)]);
   });
 
+  it("counts notices against the flood limit: forty stickers get two answers, not forty", async () => {
+    w = await startTelegramWorld({ env: { ZEPTOCLAW_LIMITS_MESSAGES_PER_MINUTE: "2", ZEPTOCLAW_LIMITS_BURST: "2" }, deps: FAST });
+    const { tg } = w;
+    let last = 0;
+    for (let i = 0; i < 40; i++) last = tg.pushUpdate(telegramFixture("private-sticker", { message_id: 300 + i }));
+    await tg.waitFor(() => (tg.confirmedOffset > last ? true : undefined), 10_000, "every update confirmed");
+    // Notices go out in the background: give them a moment to show up if they were going to.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(tg.sent.filter((m) => /I can only read text here/.test(m.text))).toHaveLength(2);
+  });
+
   it("tells the sender 'busy, try again' when the bus is full and keeps polling", async () => {
     w = await startTelegramWorld({
       env: { ZEPTOCLAW_BUS_BUFFER_SIZE: "1", ZEPTOCLAW_BUS_MAX_CONCURRENCY: "1" },

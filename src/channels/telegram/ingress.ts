@@ -31,6 +31,8 @@ export interface IngressDeps {
   notify(target: NoticeTarget, text: string, idempotencyKey: string): void;
   /** Pairing for users the allowlist keeps out, when it is on. */
   pair?: (userId: string, name: string) => Promise<PairingAnswer>;
+  /** Takes one from the user's flood allowance for a notice; false: send none. */
+  mayAnswer(userId: string): boolean;
   /** Called for every update from a chat, so a chat that blocked the bot is tried again. */
   seenChat(chatId: number): void;
   logger: Logger;
@@ -103,6 +105,10 @@ export class TelegramIngress {
     const target = parseConversationId(n.kind === "message" ? n.message.conversationId : n.target.conversationId);
     if (target) this.deps.seenChat(target.chatId);
     if (n.kind === "notice") {
+      if (!this.deps.mayAnswer(`telegram:${n.from.id}`)) {
+        log.info({ updateId: update.update_id, fromId: n.from.id }, "flood limit: no notice for this update");
+        return;
+      }
       this.deps.notify(n.target, n.text, `${n.target.replyToId}:notice:${update.update_id}`);
       return;
     }

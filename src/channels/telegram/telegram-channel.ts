@@ -89,6 +89,7 @@ class TelegramChannel implements Channel {
       publish: (m) => ctx.publish(m),
       notify: (target, text, key) => this.notify(target, text, key),
       seenChat: (chatId) => this.outbox.unblock(chatId),
+      mayAnswer: (userId) => ctx.mayAnswer?.(userId) ?? true,
       logger: this.logger,
       ...(ctx.pair ? { pair: ctx.pair } : {}),
     });
