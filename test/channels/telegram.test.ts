@@ -219,6 +219,22 @@ describe("Telegram channel end to end (polling)", () => {
     expect(tg.sent).toHaveLength(1);
   });
 
+  it("follows a group that became a supergroup, for this reply and the ones after", async () => {
+    w = await startTelegramWorld({ deps: FAST });
+    const { tg } = w;
+    const group = { chat: { id: -4001, title: "Old group", type: "group" } };
+    tg.faults.push({ method: "sendMessage", status: 400, description: "Bad Request: group chat was upgraded to a supergroup chat", migrateTo: -1009999, match: (p) => p.chat_id === -4001 });
+    tg.pushUpdate(telegramFixture("group-mention", { ...group, message_id: 500 }));
+    await tg.waitFor(() => tg.sent[0], 10_000, "the reply");
+    tg.pushUpdate(telegramFixture("group-mention", { ...group, message_id: 501 }));
+    await tg.waitFor(() => tg.sent[1], 10_000, "the second reply");
+    expect(tg.callsOf("sendMessage").map((c) => [c.status, c.payload.chat_id])).toEqual([
+      [400, -4001],
+      [200, -1009999],
+      [200, -1009999],
+    ]);
+  });
+
   it("logs a 403 once and does not retry it", async () => {
     w = await startTelegramWorld({ deps: FAST });
     const { tg, t } = w;

@@ -35,6 +35,8 @@ export interface FakeTelegramFault {
   status: number;
   retryAfter?: number;
   description?: string;
+  /** A 400's `migrate_to_chat_id`: the group became a supergroup with this id. */
+  migrateTo?: number;
   /** Only calls whose payload this accepts get the fault. */
   match?: (payload: Record<string, unknown>) => boolean;
 }
@@ -207,11 +209,12 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
     res.writeHead(status, { "content-type": "application/json" });
     res.end(JSON.stringify(body));
   };
-  const fail = (status: number, description: string, retryAfter?: number) => ({
+  const fail = (status: number, description: string, retryAfter?: number, migrateTo?: number) => ({
     ok: false,
     error_code: status,
     description,
     ...(retryAfter !== undefined ? { parameters: { retry_after: retryAfter } } : {}),
+    ...(migrateTo !== undefined ? { parameters: { migrate_to_chat_id: migrateTo } } : {}),
   });
 
   // The queue is in update_id order (pushUpdate assigns increasing ids), so both ends are found without a full scan.
@@ -344,7 +347,7 @@ export async function startFakeTelegram(opts: FakeTelegramOptions = {}): Promise
       if (fault) {
         record(fault.status);
         const d = fault.description ?? (fault.status === 429 ? `Too Many Requests: retry after ${fault.retryAfter ?? 1}` : fault.status === 403 ? "Forbidden: bot was blocked by the user" : "Internal Server Error");
-        return reply(res, fault.status, fail(fault.status, d, fault.status === 429 ? (fault.retryAfter ?? 1) : undefined));
+        return reply(res, fault.status, fail(fault.status, d, fault.status === 429 ? (fault.retryAfter ?? 1) : undefined, fault.migrateTo));
       }
     }
     const ok = (result: unknown): void => {

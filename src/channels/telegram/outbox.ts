@@ -1,10 +1,13 @@
-import type { Api } from "grammy";
+import { type Api, GrammyError } from "grammy";
 import type { Logger } from "pino";
 import { ChannelError } from "../../errors.js";
 import type { BoundedSet } from "./bounded.js";
 import { statusOf, toChannelError, grammySignal } from "./api.js";
 import { isGroupChat, type TelegramTarget } from "./ids.js";
 import type { RenderedPart } from "./render.js";
+
+/** Old-to-new ids of migrated groups kept; a few per year for most bots. */
+const MAX_MIGRATED = 10_000;
 
 /** Where a reply goes and which message it quotes. */
 export interface SendTarget extends TelegramTarget {
@@ -17,6 +20,9 @@ export interface SendTarget extends TelegramTarget {
  * logged once and then skipped until its user writes again.
  */
 export class TelegramOutbox {
+  /** Groups that became supergroups: old chat id to new, so later replies go straight there. */
+  private readonly migrated = new Map<number, number>();
+
   constructor(
     private readonly api: Api,
     private readonly token: string,
@@ -45,16 +51,30 @@ export class TelegramOutbox {
       // Answers often cite links; a preview card under each would bury the text.
       link_preview_options: { is_disabled: true },
     };
-    return this.guard(target.chatId, async () => {
+    const sendTo = async (chatId: number): Promise<number> => {
       if (part.html !== undefined) {
         try {
-          return (await this.api.sendMessage(target.chatId, part.html, { ...base, parse_mode: "HTML" }, grammySignal(signal))).message_id;
+          return (await this.api.sendMessage(chatId, part.html, { ...base, parse_mode: "HTML" }, grammySignal(signal))).message_id;
         } catch (err) {
           if (!isParseError(err, this.token)) throw err;
           this.logger().warn({ err: toChannelError(err, this.token) }, "Telegram refused the HTML; sending plain text");
         }
       }
-      return (await this.api.sendMessage(target.chatId, part.plain, base, grammySignal(signal))).message_id;
+      return (await this.api.sendMessage(chatId, part.plain, base, grammySignal(signal))).message_id;
+    };
+    const chatId = this.migrated.get(target.chatId) ?? target.chatId;
+    return this.guard(chatId, async () => {
+      try {
+        return await sendTo(chatId);
+      } catch (err) {
+        // "group chat was upgraded to a supergroup chat": the same conversation, a new id.
+        const to = err instanceof GrammyError ? err.parameters.migrate_to_chat_id : undefined;
+        if (typeof to !== "number") throw err;
+        this.logger().info({ from: chatId, to }, "Telegram group became a supergroup; sending there");
+        if (this.migrated.size >= MAX_MIGRATED) this.migrated.delete(this.migrated.keys().next().value as number);
+        this.migrated.set(target.chatId, to);
+        return sendTo(to);
+      }
     });
   }
 
