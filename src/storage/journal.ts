@@ -50,6 +50,14 @@ const DELIVERED = 2;
 /** The rows start-up recovery reads. */
 const UNFINISHED = `state < ${DELIVERED}`;
 
+/**
+ * How long a commit keeps trying while another program holds the file's write lock (an
+ * operator's `sqlite3` shell in a transaction): tries every BUSY_RETRY_MS between turns of
+ * the event loop, not in SQLite's busy wait, which would hold the whole gateway.
+ */
+const BUSY_BUDGET_MS = 5_000;
+const BUSY_RETRY_MS = 50;
+
 /** How often, at most, the low mark moves up (see MessageJournal). */
 const MARK_EVERY_MS = 5_000;
 
@@ -110,6 +118,8 @@ export class MessageJournal {
   private lastSeq: number;
   /** When the low mark last moved up (`performance.now()`: a clock that never goes back). */
   private markedAt = Number.NEGATIVE_INFINITY;
+  /** When commits began to find the file locked by another program; undefined when they do not. */
+  private busySince: number | undefined;
 
   private constructor(
     private readonly db: Database.Database,
@@ -275,11 +285,25 @@ export class MessageJournal {
       batch = this.commitBatch(ops, now, mark);
     } catch (err) {
       // The transaction rolled back whole: nothing of this batch was acknowledged.
+      if (String((err as { code?: unknown }).code).startsWith("SQLITE_BUSY")) {
+        if (this.busySince === undefined) {
+          this.busySince = tick;
+          this.logger.warn("the journal file is locked by another program; retrying");
+        }
+        if (tick - this.busySince < BUSY_BUDGET_MS) {
+          this.ops = ops.concat(this.ops);
+          this.scheduled = true;
+          setTimeout(() => this.commit(), BUSY_RETRY_MS);
+          return;
+        }
+      }
+      this.busySince = undefined;
       this.logger.error({ err, ops: ops.length }, "journal write failed");
       const e = new StorageError("the message journal could not be written", { cause: err });
       for (const op of ops) if (op.kind !== "delivered") op.fail(e);
       return;
     }
+    this.busySince = undefined;
     if (mark) {
       this.markedAt = tick;
       this.unlisted.clear();

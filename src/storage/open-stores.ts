@@ -45,6 +45,9 @@ const plainJson: Pick<KeyvOptions, "serialize" | "deserialize"> = {
   deserialize: (data) => JSON.parse(data) as ReturnType<typeof JSON.parse>,
 };
 
+/** SQLite's own wait for a write lock on the gateway's connections: long enough for a `pair approve`'s few-ms write. */
+const GATEWAY_BUSY_TIMEOUT_MS = 25;
+
 /** The journal's file, beside the session store: `data/sessions.sqlite` -> `data/sessions.journal.sqlite`. */
 export function journalUri(store: string): string {
   if (store === "sqlite://:memory:") return store;
@@ -82,6 +85,13 @@ export async function openStores(cfg: StoresConfig, logger: Logger, { exclusive 
     jdb = open(journalUri(cfg.store));
     journal = MessageJournal.open(jdb.db, logger.child({ component: "journal" }));
     pairing = await PairingStore.open(jdb, { ttlMs: HOUR, maxPending: 20 });
+    if (exclusive) {
+      // The gateway's writes run on its one thread: waiting out another program's write lock
+      // inside SQLite (5 s) would stop everything else. They fail fast instead, and retry
+      // between turns: the journal for up to 5 s, session flushes with their backoff.
+      sdb.db.pragma(`busy_timeout = ${GATEWAY_BUSY_TIMEOUT_MS}`);
+      jdb.db.pragma(`busy_timeout = ${GATEWAY_BUSY_TIMEOUT_MS}`);
+    }
   } catch (err) {
     // Nothing half-open is left behind: a caller that retries does not leak connections.
     for (const c of opened) c.close();
