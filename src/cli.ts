@@ -68,6 +68,11 @@ Options:
   -h, --help          print this help
 `;
 
+/** `text` without control characters (ESC, CR, ...) or bidirectional overrides, each shown as "?". */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
+}
+
 /** A usage mistake: printed with a pointer to --help, exit code 2. */
 class UsageError extends Error {}
 
@@ -102,10 +107,22 @@ async function printConfigProblems(err: unknown): Promise<boolean> {
 }
 
 /** Loads the config, or prints every problem and returns exit code 2. */
+/** The loaded config's secrets: scrubbed from whatever this process prints to stderr. */
+let secrets: readonly string[] = [];
+
+/** `text` safe to print: every secret of the loaded config replaced. */
+async function scrubbed(text: string): Promise<string> {
+  if (secrets.length === 0) return text;
+  const { scrubSecrets } = await import("./observability/logger.js");
+  return scrubSecrets(text, secrets);
+}
+
 async function loadOrReport(file: string | undefined): Promise<import("./config/load.js").LoadedConfig | number> {
   const { loadConfig } = await import("./config/load.js");
   try {
-    return loadConfig({ file });
+    const loaded = loadConfig({ file });
+    secrets = loaded.secrets;
+    return loaded;
   } catch (err) {
     if (!(await printConfigProblems(err))) throw err;
     if (file !== undefined && file === process.env.ZEPTOCLAW_CONFIG) process.stderr.write("  (the config file is the one ZEPTOCLAW_CONFIG names)\n");
@@ -150,7 +167,8 @@ async function gateway(args: string[]): Promise<number> {
         : (err as Error).message;
     logger.fatal({ err }, `cannot start: ${message}`);
     logger.flush();
-    process.stderr.write(`zeptoclaw: cannot start: ${message}\n`);
+    // The log line above is scrubbed by the logger; under PM2 or systemd stderr is a log too.
+    process.stderr.write(await scrubbed(`zeptoclaw: cannot start: ${message}\n`));
     return 1;
   }
   // PM2's wait_ready: tell it we serve.
@@ -240,7 +258,9 @@ async function pair(args: string[]): Promise<number> {
     const pending = await stores.pairing.pending();
     if (pending.length === 0) process.stdout.write("no codes waiting\n");
     for (const p of pending) {
-      process.stdout.write(`${p.code}  ${p.userId}${p.name ? ` (${p.name})` : ""}  since ${new Date(p.createdAt).toISOString()}\n`);
+      // A display name is whatever the user typed: no escape sequences or bidi overrides on the operator's terminal.
+      const name = p.name ? ` (${printable(p.name)})` : "";
+      process.stdout.write(`${p.code}  ${p.userId}${name}  since ${new Date(p.createdAt).toISOString()}\n`);
     }
     return 0;
   } finally {
@@ -302,13 +322,13 @@ main(process.argv.slice(2)).then(
     // Anything still holding the loop (a stuck socket) must not keep a stopped gateway alive.
     setTimeout(() => process.exit(code), 3_000).unref();
   },
-  (err: unknown) => {
+  async (err: unknown) => {
     if (err instanceof UsageError) {
       process.stderr.write(`zeptoclaw: ${err.message}\nRun "zeptoclaw --help" for usage.\n`);
       process.exitCode = 2;
       return;
     }
-    process.stderr.write(`zeptoclaw: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stderr.write(await scrubbed(`zeptoclaw: ${(err as Error)?.stack ?? String(err)}\n`));
     process.exitCode = 1;
   },
 );

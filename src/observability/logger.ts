@@ -21,7 +21,13 @@ const REDACT_PATHS = [
 /** `text` with every one of `secrets` of four characters or more replaced: safe to log or print. */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const s of secrets) if (s.length >= 4 && out.includes(s)) out = out.split(s).join("[REDACTED]");
+  for (const s of secrets) {
+    if (s.length < 4) continue;
+    if (out.includes(s)) out = out.split(s).join("[REDACTED]");
+    // As it appears inside a JSON log line, when it holds a quote or a backslash.
+    const escaped = JSON.stringify(s).slice(1, -1);
+    if (escaped !== s && out.includes(escaped)) out = out.split(escaped).join("[REDACTED]");
+  }
   return out;
 }
 

@@ -252,6 +252,41 @@ describe("zeptoclaw doctor and config check keep secrets out of what they print"
   });
 });
 
+describe("what the CLI prints is safe to print", () => {
+  it("scrubs a URL password from a start failure on stderr, as the log line is", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const config = file(
+      [
+        "[channels.telegram]",
+        "enabled = true",
+        'token = "123456:AAHsupersecretTOKEN"',
+        'api_root = "http://proxyuser:hunter2pass@127.0.0.1:9"',
+        "[http]",
+        "port = 0",
+        "[session]",
+        `store = "sqlite://${join(dir.dir, "s.sqlite")}"`,
+      ].join("\n"),
+    );
+    const r = await runCli(["gateway", "--config", config]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot start: Telegram getMe at http:\/\/proxyuser:\[REDACTED\]@127\.0\.0\.1:9 failed/);
+    expect(r.stderr + r.stdout).not.toContain("hunter2pass");
+  });
+
+  it("shows a waiting user's display name without terminal escapes or bidi overrides", async () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const store = `sqlite://${join(dir.dir, "s.sqlite")}`;
+    const stores = await openStores({ store, max_session_messages: 10, session_ttl_hours: 1, cache_size: 10, flush_interval_ms: 10 }, captureLogger());
+    await stores.pairing.request("telegram:77", "Eve\u001b[2J\u202Egnp.exe");
+    await stores.close();
+    const list = await runCli(["pair", "list"], { env: { ZEPTOCLAW_SESSION_STORE: store } });
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain("telegram:77 (Eve?[2J?gnp.exe)");
+  });
+});
+
 describe("zeptoclaw gateway start failures", () => {
   it("refuses a second gateway on the same store, and frees the store when the first dies", async () => {
     const dir = tempDir();
