@@ -60,13 +60,14 @@ export class Agent {
       return;
     }
     if (command === "usage") {
-      const used = await this.o.usage.used(m.userId);
       const budget = this.o.usage.dailyBudget;
+      // Without a budget nothing is counted (a write per message for a figure no one enforces):
+      // say so, rather than "0 tokens".
       await this.o.reply.final(
         m,
         budget > 0
-          ? `Today you used ${used} of your ${budget} tokens (resets at 00:00 UTC).`
-          : `Today you used ${used} tokens. There is no daily limit.`,
+          ? `Today you used ${await this.o.usage.used(m.userId)} of your ${budget} tokens (resets at 00:00 UTC).`
+          : "There is no daily limit here, so tokens are not counted.",
         false,
       );
       return;
@@ -117,6 +118,17 @@ export class Agent {
         msgId: m.id,
         onDelta: (d) => this.o.reply.delta(m, d),
         onRestart: () => this.o.reply.restart(m),
+        // A failed attempt (a timeout mid-answer, a broken stream) may be billed as well: it
+        // counts, or asking for long answers a slow model never finishes would cost nothing.
+        ...(this.o.usage.dailyBudget > 0
+          ? {
+              onAttemptFailed: (chars: number) => {
+                this.o.usage.add(m.userId, estimateTokens(JSON.stringify(messages).length + chars)).catch((err: unknown) => {
+                  this.o.logger.warn({ err, msgId: m.id }, "could not count a failed attempt's tokens");
+                });
+              },
+            }
+          : {}),
       });
       this.o.onLlmDone?.(m, res.llmMs);
       if (this.o.usage.dailyBudget > 0) {

@@ -16,6 +16,11 @@ export interface LlmRequest {
   onDelta?: (text: string) => void;
   /** Called when a broken stream is retried from the start: discard what was streamed. */
   onRestart?: () => void;
+  /**
+   * Called when an attempt fails after the provider worked on it (our timeout cut it off, or
+   * its stream broke mid-answer), with the characters it streamed: it may be billed all the same.
+   */
+  onAttemptFailed?: (streamedChars: number) => void;
   /** Message id for log lines. */
   msgId: string;
 }

@@ -152,6 +152,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
     const signal = controller.signal;
     const started = performance.now();
     let streamed = false;
+    let streamedChars = 0;
     try {
       const response = await sdk.chat.completions
         .create(
@@ -178,6 +179,7 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
         const delta = choice?.delta;
         if (delta?.content) {
           text += delta.content;
+          streamedChars += delta.content.length;
           streamed = true;
           req.onDelta?.(delta.content);
         }
@@ -199,6 +201,8 @@ export function createOpenAiClient(o: OpenAiClientOptions): LlmClient {
       if (req.signal.aborted) throw req.signal.reason;
       const e = toLlmError(OpenAI, err, timedOut);
       if (streamed) req.onRestart?.();
+      // Billed when it ran on the provider: cut off by our timeout, or broken mid-answer.
+      if (streamed || timedOut) req.onAttemptFailed?.(streamedChars);
       throw e;
     } finally {
       clearTimeout(timer);

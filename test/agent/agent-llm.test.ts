@@ -190,4 +190,20 @@ describe("agent and LLM client", () => {
     // Another user has their own allowance.
     expect((await ask("bob", "hi")).status).toBe("done");
   });
+
+  it("counts the tokens of attempts cut off mid-answer against the budget", async () => {
+    // A model too slow to finish within the timeout: every attempt streams for 300 ms, then is cut off.
+    t = await startTestGateway({
+      env: { ZEPTOCLAW_LIMITS_DAILY_TOKENS_PER_USER: "150", ZEPTOCLAW_LLM_TIMEOUT_MS: "300", ZEPTOCLAW_LLM_MAX_RETRIES: "0" },
+      llm: { chunkSize: 20, chunkDelayMs: 20, answer: () => "word ".repeat(160) },
+    });
+    for (let i = 0; i < 6 && t.llm.count < 6; i++) await ask("mallory", `tell me a long story ${i}`);
+    const usage = await ask("mallory", "/usage");
+    expect(Number(/used (\d+)/.exec(usage.reply ?? "")?.[1])).toBeGreaterThan(50);
+    // Before long the allowance is spent and the provider is no longer asked.
+    const calls = t.llm.count;
+    expect(calls).toBeLessThan(6);
+    expect((await ask("mallory", "one more")).error).toMatch(/allowance of 150 tokens/);
+    expect(t.llm.count).toBe(calls);
+  });
 });
