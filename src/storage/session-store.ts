@@ -16,7 +16,9 @@ export interface Session {
 
 /**
  * Keeps the newest `max` messages, then drops what would start the history mid-exchange
- * (a tool result or a reply without its question), so the LLM never sees an orphan.
+ * (a tool result or a reply without its question), so the LLM never sees an orphan. An
+ * exchange longer than `max` on its own (a question, many tool calls, the answer) is kept
+ * whole: cutting it would leave nothing, not even the question just answered.
  */
 export function pruneHistory(messages: ChatMessage[], max: number): ChatMessage[] {
   const start = pruneStart(messages, max);
@@ -25,9 +27,10 @@ export function pruneHistory(messages: ChatMessage[], max: number): ChatMessage[
 
 /** Where `pruneHistory` would cut: the index of the first message kept. */
 function pruneStart(messages: readonly ChatMessage[], max: number): number {
-  let start = Math.max(0, messages.length - max);
-  while (start < messages.length && messages[start]?.role !== "user") start++;
-  return start;
+  const cut = Math.max(0, messages.length - max);
+  for (let i = cut; i < messages.length; i++) if (messages[i]?.role === "user") return i;
+  for (let i = cut - 1; i >= 0; i--) if (messages[i]?.role === "user") return i;
+  return messages.length;
 }
 
 /** Turns a session read from disk into its in-memory form (the `revive` of the sessions' map). */

@@ -55,6 +55,19 @@ describe("pruneHistory", () => {
     expect(pruneHistory(turns(5), 3).map((m) => m.content)).toEqual(["q4", "a4"]);
     expect(pruneHistory(turns(2), 10)).toHaveLength(4);
   });
+
+  it("keeps an exchange longer than the limit whole, rather than nothing", () => {
+    const call = (i: number): ChatMessage[] => [
+      { role: "assistant", content: null, tool_calls: [{ id: `c${i}`, type: "function", function: { name: "current_time", arguments: "{}" } }] },
+      { role: "tool", tool_call_id: `c${i}`, content: "12:00" },
+    ];
+    // An earlier turn, then a question answered after eight tool calls: 18 messages of one exchange.
+    const long: ChatMessage[] = [...turns(1), { role: "user", content: "what is my name?" }, ...Array.from({ length: 8 }, (_, i) => call(i)).flat(), { role: "assistant", content: "Ann" }];
+    const kept = pruneHistory(long, 10);
+    expect(kept[0]).toEqual({ role: "user", content: "what is my name?" });
+    expect(kept.at(-1)).toEqual({ role: "assistant", content: "Ann" });
+    expect(kept).toHaveLength(18);
+  });
 });
 
 describe("SessionStore on SQLite", () => {
