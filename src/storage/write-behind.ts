@@ -151,6 +151,9 @@ export class WriteBehindMap<T> {
 
   private evict(): void {
     if (this.entries.size <= this.options.maxEntries) return;
+    // Nothing (or next to nothing) is clean while a flush is due or failing: scanning every
+    // entry on each set to find that out made a burst of new users quadratic.
+    if (this.entries.size <= this.dirty.size + this.writing.size) return;
     for (const [key] of this.entries) {
       if (this.entries.size <= this.options.maxEntries) break;
       if (!this.dirty.has(key) && !this.writing.has(key)) this.entries.delete(key);
