@@ -6,7 +6,7 @@
 // parts (Telegram, metrics, the bench) stay separate chunks, loaded when first needed.
 // Packages with native addons or file-relative assets stay external and load from
 // node_modules as before.
-import { rmSync } from "node:fs";
+import { chmodSync, rmSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { fileURLToPath } from "node:url";
 import { build } from "rolldown";
@@ -46,3 +46,6 @@ await build({
     chunkFileNames: "[name]-[hash].js",
   },
 });
+// npm links bin/zeptoclaw to it once, setting the execute bit then; a rebuild writes a
+// new file, which must stay executable for `npx zeptoclaw` to keep working.
+chmodSync(`${root}dist/app/cli.js`, 0o755);

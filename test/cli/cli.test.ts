@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFakeOpenAi, type FakeOpenAi } from "../support/fake-openai.js";
@@ -6,7 +6,7 @@ import { runCli, startChildGateway } from "../support/child-gateway.js";
 import { tempDir } from "../support/harness.js";
 import { openStores } from "../../src/storage/open-stores.js";
 import { captureLogger } from "../support/harness.js";
-import { packageVersion } from "../../src/package-info.js";
+import { PACKAGE_ROOT, packageVersion } from "../../src/package-info.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -249,6 +249,30 @@ describe("zeptoclaw doctor and config check keep secrets out of what they print"
     for (const out of [doctor.stdout, doctor.stderr, check.stdout, check.stderr]) {
       for (const secret of ["AAHsupersecretTOKEN", "tgpassword", "llmpassword"]) expect(out).not.toContain(secret);
     }
+  });
+});
+
+describe("config/production.toml", () => {
+  it("documents every config key, in its section", async () => {
+    const { listLeaves } = await import("../../src/config/leaves.js");
+    const { configSchema } = await import("../../src/config/schema.js");
+    const text = readFileSync(join(PACKAGE_ROOT, "config", "production.toml"), "utf8");
+    // Section by section: a key set, or shown commented out ("# max_tokens = 1024").
+    const sections = new Map<string, string>();
+    let current = "";
+    for (const line of text.split("\n")) {
+      const header = /^\[([\w.]+)\]/.exec(line);
+      if (header) current = header[1] as string;
+      else sections.set(current, `${sections.get(current) ?? ""}${line}\n`);
+    }
+    const missing = listLeaves(configSchema)
+      .map((l) => l.path)
+      .filter((path) => {
+        const key = path.slice(path.lastIndexOf(".") + 1);
+        const body = sections.get(path.slice(0, path.lastIndexOf("."))) ?? "";
+        return !new RegExp(`^#?\\s*${key}\\s*=`, "m").test(body);
+      });
+    expect(missing).toEqual([]);
   });
 });
 
