@@ -1,8 +1,9 @@
+import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFakeOpenAi, type FakeOpenAi } from "../support/fake-openai.js";
-import { runCli, startChildGateway } from "../support/child-gateway.js";
+import { CLI, runCli, startChildGateway } from "../support/child-gateway.js";
 import { tempDir } from "../support/harness.js";
 import { openStores } from "../../src/storage/open-stores.js";
 import { captureLogger } from "../support/harness.js";
@@ -249,6 +250,19 @@ describe("zeptoclaw doctor and config check keep secrets out of what they print"
     for (const out of [doctor.stdout, doctor.stderr, check.stdout, check.stderr]) {
       for (const secret of ["AAHsupersecretTOKEN", "tgpassword", "llmpassword"]) expect(out).not.toContain(secret);
     }
+  });
+});
+
+describe("output to a reader that went away", () => {
+  it("ends quietly when stdout is closed early (config check | head -1)", async () => {
+    const child = spawn(process.execPath, [CLI, "config", "check"], { cwd: PACKAGE_ROOT, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    // Read the first chunk, then hang up, as head does.
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled 'error' event/);
+    expect(code).toBe(0);
   });
 });
 
