@@ -160,11 +160,14 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (badArg !== undefined) throw new BenchUsageError(`--gateway-node-arg: expected a node flag such as --trace-gc, got "${badArg}"`);
   if (v["latency-log"] !== undefined && v.sweep !== undefined) throw new BenchUsageError("--latency-log: not with --sweep (one file a run; run the points one by one)");
   if (v["bare-gateway"] === true && v.sweep !== undefined) throw new BenchUsageError("--bare-gateway: not with --sweep (each point of a sweep runs the gateway)");
+  if (v["gateway-cpu-prof"] !== undefined && v.sweep !== undefined) throw new BenchUsageError("--gateway-cpu-prof: not with --sweep (profile one point: run it alone)");
   let sweep: number[] | undefined;
   if (v.sweep !== undefined) {
     sweep = v.sweep.split(",").map((s) => positive("sweep", s.trim(), true));
-    if (sweep.length < 2) throw new BenchUsageError("--sweep: expected at least two user counts, e.g. 100,1000,10000");
     sweep.sort((a, b) => a - b);
+    if (sweep.length < 2 || sweep.some((n, i) => i > 0 && n === sweep?.[i - 1])) {
+      throw new BenchUsageError("--sweep: expected at least two different user counts, e.g. 100,1000,10000");
+    }
   }
   return {
     users: positive("users", v.users ?? "100", true),

@@ -41,6 +41,10 @@ export function formatReport(r: BenchReport): string {
   const lag = d.send_lag_ms as { p50: number; p99: number } | undefined;
   if (lag) lines.push(`  send lag      p50 ${fmt(lag.p50)} ms  p99 ${fmt(lag.p99)} ms  (open-loop schedule vs actual send)`);
   const ramp = d.memory_ramp as { users: number; rss_mb: number; heap_mb?: number }[] | undefined;
-  if (ramp) lines.push(`  memory ramp   ${ramp.map((p) => `${p.users}u:${fmt(p.rss_mb)}MB`).join("  ")}`);
+  if (ramp) {
+    const counts = d.memory_ramp_counts as { sent: number; answered: number } | undefined;
+    const answered = counts ? `; ${counts.sent} sent, ${counts.answered} answered (in the totals above)` : "";
+    lines.push(`  memory ramp   ${ramp.map((p) => `${p.users}u:${fmt(p.rss_mb)}MB`).join("  ")}${answered}`);
+  }
   return `${lines.join("\n")}\n`;
 }

@@ -53,6 +53,8 @@ export interface RunnerDeps {
 }
 
 const MB = 1024 * 1024;
+/** How long the count stays open after the last reply, for a duplicate of it. */
+const DUPLICATE_GRACE_MS = 500;
 const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
 /** Matches replies to sends and keeps the counts and latency samples of one phase. */
@@ -218,6 +220,8 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   let perUserKb: number | null = null;
   const latencyLog = o.latencyLog === undefined ? undefined : new LatencyLog();
 
+  // The ramp's messages must be answered too: they count in the totals, as the warm-up's do.
+  let rampCounts = { sent: 0, answered: 0, duplicated: 0 };
   if (o.memoryProfile) {
     // Marginal memory: activate users in steps, each sending one message, and fit RSS to active users.
     ledger = new Ledger(target, onAnswered, latencyLog && { to: latencyLog, phase: "ramp" });
@@ -243,6 +247,9 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
     details.memory_ramp = ramp;
     details.memory_fit_r2 = round(fit.r2, 3);
     details.memory_ramp_lost = ledger.sent - ledger.answered;
+    ledger.finish();
+    rampCounts = { sent: ledger.sent, answered: ledger.answered, duplicated: ledger.duplicated };
+    details.memory_ramp_counts = rampCounts;
   }
 
   /** Offers the load for `durationS` seconds; returns when the last message was sent. */
@@ -261,7 +268,8 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
         const tick = (): void => {
           const now = performance.now();
           const limit = Math.min(now, stopAt);
-          while (started + i * intervalMs <= limit) {
+          // Strictly before the stop: R × N × duration messages, not one more.
+          while (started + i * intervalMs < limit) {
             ledger.send(i % o.users, started + i * intervalMs);
             i++;
           }
@@ -309,6 +317,9 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const { started, stoppedAt } = await offer(o.durationS);
   phase = "drain";
   await ledger.drained(drainMs);
+  // A reply sent twice may come just after the last one: keep listening a moment before the
+  // count is closed. (A phase before this one hands its late duplicates to the next ledger.)
+  await new Promise((r) => setTimeout(r, DUPLICATE_GRACE_MS));
   ledger.finish();
   clearInterval(sampler);
   const rssEnd = target.rssBytes();
@@ -334,11 +345,13 @@ async function drive(o: BenchOptions, target: BenchTarget, deps: RunnerDeps): Pr
   const overhead = summarize(ledger.overhead);
   const lag = summarize(ledger.sendLag);
   const c = cpus();
+  const sent = rampCounts.sent + warm.sent + ledger.sent;
+  const answered = rampCounts.answered + warm.answered + ledger.answered;
   return {
-    sent: warm.sent + ledger.sent,
-    answered: warm.answered + ledger.answered,
-    lost: warm.sent + ledger.sent - (warm.answered + ledger.answered),
-    duplicated: warm.duplicated + ledger.duplicated,
+    sent,
+    answered,
+    lost: sent - answered,
+    duplicated: rampCounts.duplicated + warm.duplicated + ledger.duplicated,
     throughput_msg_s: measuredS > 0 ? round(ledger.answered / measuredS, 1) : 0,
     latency_ms: latency,
     overhead_ms: { p50: overhead.p50, p99: overhead.p99 },

@@ -57,7 +57,11 @@ describe("zeptoclaw bench", () => {
       // The ramp's one message a user is logged apart from the measured run's.
       const phases = readFileSync(file, "utf8").trimEnd().split("\n").slice(1).map((l) => l.split(",")[0]);
       expect(phases.filter((p) => p === "ramp").length).toBe(50);
-      expect(phases.filter((p) => p === "load").length).toBe(r.answered);
+      // The ramp's messages count in the totals (a loss there is a loss); the load sends
+      // exactly users × rate × duration, not one more.
+      expect(r.details.memory_ramp_counts).toEqual({ sent: 50, answered: 50, duplicated: 0 });
+      expect(r.sent).toBe(50 + 50 * 1 * 2);
+      expect(phases.filter((p) => p === "load").length).toBe(r.answered - 50);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -240,6 +244,9 @@ describe("zeptoclaw bench", () => {
     expect(await benchCommand(["--gateway-log", "gateway.log"])).toBe(2);
     expect(await benchCommand(["--latency-log", "latency.csv", "--sweep", "10,20"])).toBe(2);
     expect(await benchCommand(["--path", "webchat", "--gateway-node-arg", "trace-gc"])).toBe(2);
+    // A slope between two equal counts is no figure; a sweep would drop the profile flag.
+    expect(await benchCommand(["--sweep", "10,10"])).toBe(2);
+    expect(await benchCommand(["--path", "webchat", "--sweep", "10,20", "--gateway-cpu-prof", "/tmp"])).toBe(2);
   });
 
   it("refuses output paths it could not write before the run, not after it", async () => {
