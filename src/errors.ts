@@ -82,13 +82,21 @@ export class LlmError extends ZeptoError {
 export class ChannelError extends ZeptoError {
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
+  /** The platform's HTTP status, when it answered at all. */
+  readonly status: number | undefined;
   constructor(
     code: string,
     message: string,
-    opts: { retryable: boolean; retryAfterMs?: number; cause?: unknown },
+    opts: { retryable: boolean; retryAfterMs?: number; status?: number; cause?: unknown },
   ) {
     super(code, message, { cause: opts.cause });
     this.retryable = opts.retryable;
     this.retryAfterMs = opts.retryAfterMs;
+    this.status = opts.status;
+  }
+
+  /** The platform refused this send for good (a 4xx other than 429): it will never go through. */
+  get refused(): boolean {
+    return !this.retryable && this.status !== undefined && this.status >= 400 && this.status < 500;
   }
 }

@@ -146,8 +146,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         logger.error({ err, msgId: m.id, channel: m.channel }, "reply could not be delivered; the next start sends it again");
         return false;
       }
-      // The platform answered 4xx (not 429): this text will never go to this chat.
-      if (err instanceof ChannelError && !err.retryable && /_4\d\d$/.test(err.code)) {
+      if (err instanceof ChannelError && err.refused) {
         logger.error({ err, msgId: m.id, channel: m.channel }, "the platform refused the reply for good; not sending it again");
         if (stored) stores.journal.delivered(m.id);
         return false;

@@ -110,6 +110,7 @@ export function toChannelError(err: unknown, token: string): ChannelError {
     const code = err.error_code;
     return new ChannelError(`E_TELEGRAM_${code}`, `Telegram ${err.method} failed: ${code} ${scrubToken(err.description, token)}`, {
       retryable: code === 429 || code >= 500,
+      status: code,
       ...(typeof retryAfter === "number" ? { retryAfterMs: retryAfter * 1000 } : {}),
       cause: { method: err.method, error_code: code, description: scrubToken(err.description, token) },
     });
@@ -121,10 +122,4 @@ export function toChannelError(err: unknown, token: string): ChannelError {
   }
   const message = scrubToken(err instanceof Error ? err.message : String(err), token);
   return new ChannelError("E_TELEGRAM", `Telegram call failed: ${message}`, { retryable: false, cause: new Error(message) });
-}
-
-/** The HTTP status inside a converted error, if the Bot API answered at all. */
-export function statusOf(err: ChannelError): number | undefined {
-  const m = /^E_TELEGRAM_(\d{3})$/.exec(err.code);
-  return m ? Number(m[1]) : undefined;
 }

@@ -1,8 +1,8 @@
 import { type Api, GrammyError } from "grammy";
 import type { Logger } from "pino";
 import { ChannelError } from "../../errors.js";
-import type { BoundedSet } from "./bounded.js";
-import { statusOf, toChannelError, grammySignal } from "./api.js";
+import { BoundedMap, type BoundedSet } from "./bounded.js";
+import { toChannelError, grammySignal } from "./api.js";
 import { isGroupChat, type TelegramTarget } from "./ids.js";
 import type { RenderedPart } from "./render.js";
 
@@ -21,7 +21,7 @@ export interface SendTarget extends TelegramTarget {
  */
 export class TelegramOutbox {
   /** Groups that became supergroups: old chat id to new, so later replies go straight there. */
-  private readonly migrated = new Map<number, number>();
+  private readonly migrated = new BoundedMap<number, number>(MAX_MIGRATED);
 
   constructor(
     private readonly api: Api,
@@ -71,7 +71,6 @@ export class TelegramOutbox {
         const to = err instanceof GrammyError ? err.parameters.migrate_to_chat_id : undefined;
         if (typeof to !== "number") throw err;
         this.logger().info({ from: chatId, to }, "Telegram group became a supergroup; sending there");
-        if (this.migrated.size >= MAX_MIGRATED) this.migrated.delete(this.migrated.keys().next().value as number);
         this.migrated.set(target.chatId, to);
         return sendTo(to);
       }
@@ -88,7 +87,7 @@ export class TelegramOutbox {
           await this.api.editMessageText(target.chatId, messageId, text, other, grammySignal(signal));
         } catch (err) {
           const e = toChannelError(err, this.token);
-          if (statusOf(e) === 400 && /message is not modified/i.test(e.message)) return;
+          if (e.status === 400 && /message is not modified/i.test(e.message)) return;
           throw err;
         }
       };
@@ -108,7 +107,7 @@ export class TelegramOutbox {
       return await run();
     } catch (err) {
       const e = toChannelError(err, this.token);
-      if (statusOf(e) === 403) {
+      if (e.status === 403) {
         if (this.blocked.add(chatId)) this.logger().warn({ chatId, reason: e.message }, "Telegram refused to deliver to this chat (403: the user blocked the bot or it was removed); not retrying");
         return undefined;
       }
@@ -119,7 +118,7 @@ export class TelegramOutbox {
 
 function isParseError(err: unknown, token: string): boolean {
   const e = toChannelError(err, token);
-  return statusOf(e) === 400 && /can't parse entities|unsupported start tag|can't find end tag/i.test(e.message);
+  return e.status === 400 && /can't parse entities|unsupported start tag|can't find end tag/i.test(e.message);
 }
 
 /** A ChannelError for a conversation id that is not Telegram's. */

@@ -2,7 +2,7 @@ import type { Api } from "grammy";
 import type { Update } from "grammy/types";
 import type { Logger } from "pino";
 import { BusClosedError, StorageError } from "../../errors.js";
-import { delay, statusOf, toChannelError, grammySignal } from "./api.js";
+import { delay, toChannelError, grammySignal } from "./api.js";
 import { ALLOWED_UPDATES } from "./normalize.js";
 
 /** Settings of the long-polling loop. */
@@ -46,7 +46,7 @@ export async function runPolling(o: PollingOptions): Promise<void> {
     } catch (err) {
       if (o.signal.aborted) break;
       const e = toChannelError(err, o.token);
-      const status = statusOf(e);
+      const status = e.status;
       if (status === 409) {
         o.logger.error({ code: e.code, reason: e.message }, "another process is polling this Telegram bot token (409 Conflict), or a webhook is set; only one poller per token can run. Backing off");
       } else if (status === 401 || status === 404) {

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { statusOf, toChannelError } from "./api.js";
+import { toChannelError } from "./api.js";
 import { parseConversationId } from "./ids.js";
 import type { SendTarget, TelegramOutbox } from "./outbox.js";
 import { renderReply } from "./render.js";
@@ -111,7 +111,7 @@ export class PreviewStreams {
       .catch((err: unknown) => {
         const e = toChannelError(err, this.token);
         // A 429 or a refusal ends the preview; the final send (with retries) still delivers.
-        if (statusOf(e) === 429 || !e.retryable) s.dead = true;
+        if (e.status === 429 || !e.retryable) s.dead = true;
         this.logger().debug({ err: e }, "reply preview skipped");
       })
       .finally(() => {
