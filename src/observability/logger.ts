@@ -18,17 +18,28 @@ const REDACT_PATHS = [
   "req.headers.authorization",
 ];
 
-/** `text` with every one of `secrets` of four characters or more replaced: safe to log or print. */
-export function scrubSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
+/**
+ * A function that replaces every one of `secrets` of four characters or more in a text: safe to
+ * log or print. Each is also looked for as it appears inside a JSON log line, when it holds a
+ * quote or a backslash; those forms are worked out once, not per line.
+ */
+export function secretScrubber(secrets: readonly string[]): (text: string) => string {
+  const forms = new Set<string>();
   for (const s of secrets) {
     if (s.length < 4) continue;
-    if (out.includes(s)) out = out.split(s).join("[REDACTED]");
-    // As it appears inside a JSON log line, when it holds a quote or a backslash.
-    const escaped = JSON.stringify(s).slice(1, -1);
-    if (escaped !== s && out.includes(escaped)) out = out.split(escaped).join("[REDACTED]");
+    forms.add(s);
+    forms.add(JSON.stringify(s).slice(1, -1));
   }
-  return out;
+  return (text) => {
+    let out = text;
+    for (const f of forms) if (out.includes(f)) out = out.split(f).join("[REDACTED]");
+    return out;
+  };
+}
+
+/** `text` with every one of `secrets` of four characters or more replaced (see `secretScrubber`). */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  return secretScrubber(secrets)(text);
 }
 
 /** Options of `createLogger`. */
@@ -47,7 +58,7 @@ export interface LoggerOptions {
  */
 export function createLogger(options: LoggerOptions): Logger {
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
-  const scrub = (line: string): string => scrubSecrets(line, secrets);
+  const scrub = secretScrubber(secrets);
   return pino(
     {
       level: options.level,
