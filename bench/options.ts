@@ -191,6 +191,16 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   };
 }
 
+/** Whether this process may write `path`. */
+function canWrite(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** What an unusable output path is missing, or undefined when it can be written. */
 function unwritable(file: string, wantDir: boolean): string | undefined {
   const path = resolve(file);
@@ -198,12 +208,7 @@ function unwritable(file: string, wantDir: boolean): string | undefined {
   if (stat !== undefined) {
     if (wantDir && !stat.isDirectory()) return `"${file}" exists and is not a folder`;
     if (!wantDir && stat.isDirectory()) return `"${file}" is a folder`;
-    try {
-      accessSync(path, constants.W_OK);
-      return undefined;
-    } catch {
-      return `"${file}" is not writable`;
-    }
+    return canWrite(path) ? undefined : `"${file}" is not writable`;
   }
   // node's --cpu-prof-dir creates missing folders; the files are written into an existing one.
   if (wantDir) return undefined;
@@ -211,12 +216,7 @@ function unwritable(file: string, wantDir: boolean): string | undefined {
   const parentStat = statSync(parent, { throwIfNoEntry: false });
   if (parentStat === undefined) return `folder "${parent}" does not exist`;
   if (!parentStat.isDirectory()) return `"${parent}" is not a folder`;
-  try {
-    accessSync(parent, constants.W_OK);
-    return undefined;
-  } catch {
-    return `folder "${parent}" is not writable`;
-  }
+  return canWrite(parent) ? undefined : `folder "${parent}" is not writable`;
 }
 
 /**

@@ -22,6 +22,23 @@ function file(contents: string): string {
   return path;
 }
 
+/** A config with the Telegram channel on `token` and `apiRoot`, a store in `dir`, any port, and `more` lines. */
+function telegramConfig(dir: string, token: string, apiRoot: string, more: string[] = []): string {
+  return file(
+    [
+      "[channels.telegram]",
+      "enabled = true",
+      `token = "${token}"`,
+      `api_root = "${apiRoot}"`,
+      ...more,
+      "[http]",
+      "port = 0",
+      "[session]",
+      `store = "sqlite://${join(dir, "s.sqlite")}"`,
+    ].join("\n"),
+  );
+}
+
 describe("zeptoclaw CLI", () => {
   it("prints its version and help", async () => {
     expect(await runCli(["--version"])).toMatchObject({ code: 0, stdout: `${packageVersion()}\n` });
@@ -222,20 +239,7 @@ describe("zeptoclaw doctor and config check keep secrets out of what they print"
     cleanups.push(dir.cleanup);
     const token = "123456:AAHsupersecretTOKEN";
     // A URL with credentials makes fetch refuse it with the whole URL, token path and all, in its message.
-    const config = file(
-      [
-        "[channels.telegram]",
-        "enabled = true",
-        `token = "${token}"`,
-        'api_root = "http://user:tgpassword@127.0.0.1:1"',
-        "[llm]",
-        'base_url = "http://proxyuser:llmpassword@127.0.0.1:1/v1"',
-        "[http]",
-        "port = 0",
-        "[session]",
-        `store = "sqlite://${join(dir.dir, "s.sqlite")}"`,
-      ].join("\n"),
-    );
+    const config = telegramConfig(dir.dir, token, "http://user:tgpassword@127.0.0.1:1", ["[llm]", 'base_url = "http://proxyuser:llmpassword@127.0.0.1:1/v1"']);
     const doctor = await runCli(["doctor", "--config", config]);
     expect(doctor.code).toBe(1);
     expect(doctor.stdout).toMatch(/FAIL {2}telegram: cannot reach/);
@@ -294,18 +298,7 @@ describe("what the CLI prints is safe to print", () => {
   it("scrubs a URL password from a start failure on stderr, as the log line is", async () => {
     const dir = tempDir();
     cleanups.push(dir.cleanup);
-    const config = file(
-      [
-        "[channels.telegram]",
-        "enabled = true",
-        'token = "123456:AAHsupersecretTOKEN"',
-        'api_root = "http://proxyuser:hunter2pass@127.0.0.1:9"',
-        "[http]",
-        "port = 0",
-        "[session]",
-        `store = "sqlite://${join(dir.dir, "s.sqlite")}"`,
-      ].join("\n"),
-    );
+    const config = telegramConfig(dir.dir, "123456:AAHsupersecretTOKEN", "http://proxyuser:hunter2pass@127.0.0.1:9");
     const r = await runCli(["gateway", "--config", config]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot start: Telegram getMe at http:\/\/proxyuser:\[REDACTED\]@127\.0\.0\.1:9 failed/);
